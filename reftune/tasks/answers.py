@@ -29,7 +29,7 @@ _NUMBER = re.compile(
         \s*(?P<percent>%)?""",
     re.VERBOSE,
 )
-_CHOICE = re.compile(r"^[\s*(\[]*(?:option\s+)?\(?\s*([a-e])\s*(?:\)|\]|\.|,|:|;|\s|$)", re.IGNORECASE)
+_CHOICE = re.compile(r"^[\s*(\[]*(?:option\s+)?\(?\s*([a-e])\s*(?:\)|\]|\*|\.|,|:|;|\s|$)", re.IGNORECASE)
 
 
 def answer_text(completion: str) -> str | None:

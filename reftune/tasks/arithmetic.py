@@ -141,17 +141,18 @@ def generate_problems(config: ArithmeticConfig, split: str) -> list[tuple[Proble
         raise ReftuneError(f"unknown split {split!r} for arithmetic: use one of {sorted(SPLIT_BUCKETS)}")
     size = config.sizes.get(split, 0)
     rng = random.Random(f"{config.seed}-{split}")
-    seen, problems = set(), []
-    for _ in range(200 * size + 1000):
-        if len(problems) == size:
-            return problems
+    seen, problems, draws_since_new = set(), [], 0
+    while len(problems) < size:
         problem = draw_problem(rng, config)
         strategy = rng.choice(STRATEGIES)
         if problem.question not in seen and split_of(problem) == split:
             seen.add(problem.question)
             problems.append((problem, strategy))
-    raise ReftuneError(f"the arithmetic settings allow fewer than {size} distinct {split} problems: "
-                       f"raise max_number or max_steps, or ask for fewer")
+            draws_since_new = 0
+        elif (draws_since_new := draws_since_new + 1) > 5000:
+            raise ReftuneError(f"the arithmetic settings allow fewer than {size} distinct {split} problems: "
+                               f"raise max_number or max_steps, or ask for fewer")
+    return problems
 
 
 # ---- reasoning paths ---------------------------------------------------------------------------
