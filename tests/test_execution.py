@@ -201,3 +201,45 @@ class TestOperatingSystemLayer:
 
     def test_memory_is_capped_by_rlimit(self, bare_runner):
         assert self.run(bare_runner, "return len(bytearray(2 * 1024 ** 3))").error == "MemoryError"
+
+
+NOBODY_SCRIPT = f"""
+import json, sys
+sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[1])!r})
+from reftune.execution import ProgramRunner
+programs = [
+    "def solution():\\n    return 6 * 7",
+    "def solution():\\n    " + {GET_OS!r} + "['open'](sys.argv[1], 0o101)\\n    return 1",
+    "def solution():\\n    while True: pass",
+]
+with ProgramRunner(num_workers=1) as runner:
+    guarded = runner.run(programs, timeout=1.0)
+with ProgramRunner(num_workers=1, python_guards=False) as runner:
+    [bare_fork] = runner.run(["import os\\ndef solution():\\n    return os.fork()"])
+print(json.dumps([[r.value, r.error] for r in guarded + [bare_fork]]))
+"""
+
+
+@pytest.mark.skipif(not (ROOT and os.path.exists("/usr/bin/setpriv") and os.path.exists("/usr/bin/python3")),
+                    reason="needs root to switch to an ordinary user, and a system python3")
+def test_as_an_ordinary_user_the_sandbox_still_holds():
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    shared = tempfile.mkdtemp(prefix="reftune-nobody-")  # pytest's tmp_path is closed to others
+    os.chmod(shared, 0o777)
+    try:
+        script = NOBODY_SCRIPT.replace("sys.argv[1]", repr(os.path.join(shared, "pwned")))
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        ok, write, loop, bare_fork = json.loads(out.stdout)
+        assert ok == [42, None]
+        assert write[0] is None and "not allowed" in write[1]
+        assert loop == [None, "timeout"]
+        assert bare_fork[0] is None and "BlockingIOError" in bare_fork[1]  # RLIMIT_NPROC binds non-root
+        assert os.listdir(shared) == []
+    finally:
+        shutil.rmtree(shared)
