@@ -103,7 +103,7 @@ def test_a_program_cannot_exhaust_memory():
 
 
 def test_a_program_cannot_outlive_its_timeout_even_ignoring_signals():
-    hostile = program(f"""
+    hostile = program("""
         sig = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0]
         import_signal = sig.__init__.__globals__['sys'].modules['signal']
         for s in (import_signal.SIGTERM, import_signal.SIGINT, import_signal.SIGALRM):

@@ -1,7 +1,7 @@
-"""Run P-CoT programs (model output, so hostile) in isolated worker processes.
+"""The worker side of the sandbox: the zygote process and the child that runs one program.
 
-This is the only module of reftune that starts processes. It imports the standard library alone,
-because it is also the script that the workers run (``python -I -S execution.py``).
+Standard library only: this file is the script the workers run (``python -I -S sandbox.py``),
+without the reftune package on the path.
 
 Architecture
     caller --pipe--> N warm "zygote" workers (one per core, started once, reused across batches)
@@ -39,16 +39,10 @@ import resource
 import select
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 
-DEFAULT_TIMEOUT_S = 2.0
-DEFAULT_MEMORY_MB = 512
 MAX_PROGRAM_CHARS = 20_000
 MAX_REPLY_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 1_000
@@ -70,174 +64,8 @@ _DENIED_EVENT_PREFIXES = (
 )
 
 
-@dataclass(frozen=True)
-class ProgramResult:
-    """What running one program gave.
 
-    value: what ``solution()`` returned, as int, float, bool, str or None (other types arrive as
-        their ``repr``, cut to 1,000 characters); None when the program failed.
-    error: why it failed ("timeout", "SyntaxError: ...", ...), or None on success.
-    """
-
-    value: int | float | bool | str | None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def run_programs(programs: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> list[ProgramResult]:
-    """Run each program's ``solution()`` in the sandbox, in parallel on all cores; never raises
-    for a bad program. Uses one warm pool per process, started on first use."""
-    return _default_runner().run(programs, timeout)
-
-
-class ProgramRunner:
-    """A warm pool of sandbox workers. Thread-safe; close() (or exit) stops the workers."""
-
-    def __init__(self, num_workers: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB,
-                 python_guards: bool = True):
-        """python_guards=False drops the audit hook and the import allow-list, leaving the OS
-        layer alone: for tests that check that layer, never for real use."""
-        if memory_mb < 64:
-            raise ValueError(f"memory_mb={memory_mb} is too small for a Python process; use >= 64")
-        self.num_workers = num_workers or max(1, len(os.sched_getaffinity(0)))
-        self.memory_mb = memory_mb
-        self.owner_pid = os.getpid()
-        self._lock = threading.Lock()
-        self._workers = [_Worker(index, memory_mb, python_guards) for index in range(self.num_workers)]
-
-    def run(self, programs: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> list[ProgramResult]:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        results: list[ProgramResult | None] = [None] * len(programs)
-        pending = deque()
-        for index, program in enumerate(programs):
-            problem = _reject_before_running(program)
-            if problem:
-                results[index] = ProgramResult(None, problem)
-            else:
-                pending.append(index)
-        with self._lock:
-            self._schedule(programs, pending, results, timeout)
-        return results  # type: ignore[return-value]
-
-    def _schedule(self, programs, pending, results, timeout) -> None:
-        # The zygote enforces the timeout; the caller's deadline only catches a zygote gone wrong.
-        grace = 1.0 + timeout
-        busy: dict[int, tuple[_Worker, int, float]] = {}
-        idle = list(self._workers)
-        while pending or busy:
-            while pending and idle:
-                worker = idle.pop()
-                index = pending.popleft()
-                if worker.send({"code": programs[index], "timeout": timeout}):
-                    busy[worker.stdout_fd] = (worker, index, time.monotonic() + timeout + grace)
-                else:
-                    worker.restart()
-                    results[index] = ProgramResult(None, "sandbox worker failed to start")
-                    idle.append(worker)
-            if not busy:
-                continue
-            wait_s = max(0.0, min(deadline for _, _, deadline in busy.values()) - time.monotonic())
-            ready, _, _ = select.select(list(busy), [], [], wait_s)
-            for fd in ready:
-                worker, index, _ = busy.pop(fd)
-                reply = worker.receive()
-                if reply is None:
-                    worker.restart()
-                    reply = {"error": "sandbox worker died"}
-                results[index] = ProgramResult(reply.get("value"), reply.get("error"))
-                idle.append(worker)
-            now = time.monotonic()
-            for fd, (worker, index, deadline) in list(busy.items()):
-                if now > deadline:
-                    del busy[fd]
-                    worker.restart()
-                    results[index] = ProgramResult(None, "timeout")
-                    idle.append(worker)
-
-    def close(self) -> None:
-        for worker in self._workers:
-            worker.stop()
-
-    def __enter__(self) -> "ProgramRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _reject_before_running(program) -> str | None:
-    if not isinstance(program, str):
-        return f"program must be a str, got {type(program).__name__}"
-    if len(program) > MAX_PROGRAM_CHARS:
-        return f"program too long ({len(program)} characters > {MAX_PROGRAM_CHARS})"
-    return None
-
-
-_RUNNER: ProgramRunner | None = None
-_RUNNER_LOCK = threading.Lock()
-
-
-def _default_runner() -> ProgramRunner:
-    global _RUNNER
-    with _RUNNER_LOCK:
-        # A forked caller (a DataLoader worker, say) must not share its parent's pipes.
-        if _RUNNER is None or _RUNNER.owner_pid != os.getpid():
-            _RUNNER = ProgramRunner()
-        return _RUNNER
-
-
-class _Worker:
-    """The caller's handle on one zygote process and its length-prefixed JSON pipe."""
-
-    def __init__(self, index: int, memory_mb: int, python_guards: bool):
-        self.index = index
-        self.memory_mb = memory_mb
-        self.python_guards = python_guards
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        sandbox_uid = SANDBOX_UID_BASE + (os.getpid() % 4096) * 64 + self.index % 64
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), str(sandbox_uid),
-             str(self.memory_mb), str(int(self.python_guards))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env={}, cwd="/", close_fds=True,
-        )
-        self.stdout_fd = self.process.stdout.fileno()
-
-    def send(self, message: dict) -> bool:
-        try:
-            _write_message(self.process.stdin.fileno(), message)
-            return True
-        except OSError:
-            return False
-
-    def receive(self) -> dict | None:
-        try:
-            return _read_message(self.stdout_fd)
-        except (OSError, ValueError):
-            return None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait()
-        self.process.stdin.close()
-        self.process.stdout.close()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def _write_message(fd: int, message: dict) -> None:
+def write_message(fd: int, message: dict) -> None:
     data = json.dumps(message).encode()
     view = memoryview(struct.pack(">I", len(data)) + data)
     while view:
@@ -255,15 +83,12 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_message(fd: int) -> dict:
+def read_message(fd: int) -> dict:
     (size,) = struct.unpack(">I", _read_exactly(fd, 4))
     if size > MAX_REPLY_BYTES * 2:
         raise ValueError("message too large")
     return json.loads(_read_exactly(fd, size))
 
-
-# ----------------------------------------------------------------------------------------------
-# Below: the zygote and the child. They run in the worker process, never in the caller.
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -307,10 +132,10 @@ class _Zygote:
     def serve(self) -> None:
         while True:
             try:
-                request = _read_message(0)
+                request = read_message(0)
             except (OSError, ValueError):
                 return
-            _write_message(1, self.run_one(request["code"], float(request["timeout"])))
+            write_message(1, self.run_one(request["code"], float(request["timeout"])))
 
     def run_one(self, code: str, timeout: float) -> dict:
         read_fd, write_fd = os.pipe()
