@@ -156,6 +156,12 @@ def generate_problems(config: ArithmeticConfig, split: str) -> list[tuple[Proble
 
 
 # ---- reasoning paths ---------------------------------------------------------------------------
+def one_expression(problem: Problem) -> str:
+    """The whole problem as one sum: "12 + 3 * 5 - 4"."""
+    return f"{problem.start}" + "".join(
+        f" {'+' if e.sign > 0 else '-'} {e.expression}" for e in problem.events)
+
+
 def nl_cot(problem: Problem, strategy: str) -> str:
     """The natural-language reasoning along one path (without the answer trigger)."""
     items, start = problem.items, problem.start
@@ -179,9 +185,7 @@ def nl_cot(problem: Problem, strategy: str) -> str:
         lines.append(f"{problem.name} ends with {start} + {gained} - {lost} = {problem.answer} {items}.")
         return "\n".join(lines)
     if strategy == "one_expression":
-        expression = f"{start}" + "".join(
-            f" {'+' if e.sign > 0 else '-'} {e.expression}" for e in problem.events)
-        return f"{problem.name} has {expression} = {problem.answer} {items} in the end."
+        return f"{problem.name} has {one_expression(problem)} = {problem.answer} {items} in the end."
     raise ValueError(f"unknown strategy {strategy!r}: use one of {STRATEGIES}")
 
 
@@ -208,9 +212,7 @@ def program_cot(problem: Problem, strategy: str) -> str:
         body += [f"start = {problem.start}", f"gained = {' + '.join(gains)}",
                  f"lost = {' + '.join(losses)}", "result = start + gained - lost"]
     elif strategy == "one_expression":
-        expression = f"{problem.start}" + "".join(
-            f" {'+' if e.sign > 0 else '-'} {e.expression}" for e in problem.events)
-        body.append(f"result = {expression}")
+        body.append(f"result = {one_expression(problem)}")
     else:
         raise ValueError(f"unknown strategy {strategy!r}: use one of {STRATEGIES}")
     lines = "\n".join(f"    {line}" for line in body)
