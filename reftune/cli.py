@@ -58,19 +58,53 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0 if failures == 0 else 1
 
 
+def command_sft(config) -> int:
+    from reftune.stages.sft import sft
+
+    summary = sft(config)
+    print(f"sft: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
+          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
+    return 0
+
+
+def command_eval(config) -> int:
+    from reftune.stages.evaluate import evaluate
+
+    summary = evaluate(config)
+    figures = {k: v for k, v in summary.items() if "accuracy" in k or k.startswith("pass@")}
+    print(f"{config.task} ({config.style}, {config.split}, {summary['questions']} questions): "
+          + ", ".join(f"{k} {v:.1%}" for k, v in figures.items()) + f"; written to {config.output}")
+    return 0
+
+
+def configs():
+    from reftune import config
+
+    return {"sft": config.SFTConfig, "eval": config.EvalConfig, "sample": config.SampleConfig}
+
+
+# subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
+# field and --config YAML, and its function receives the resolved config.
 COMMANDS = {
-    "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),
     "demo": (command_demo, "the main job; for now the data, execution and reward path on arithmetic"),
+    "sft": (command_sft, "warm-up SFT (or the SFT baseline) on a task's gold chains of thought"),
+    "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
+    "sample": (command_eval, "sample K CoTs per question and write them with answers and rewards"),
+    "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from reftune.config import add_config_arguments
     from reftune.tasks import STYLES, TASKS
 
     parser = argparse.ArgumentParser(prog="reftune", description=__doc__.splitlines()[0])
-    subcommands = parser.add_subparsers(dest="command", required=True)
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_classes = configs()
     for name, (_, help_text) in COMMANDS.items():
         sub = subcommands.add_parser(name, help=help_text, description=help_text)
+        if name in config_classes:
+            add_config_arguments(sub, config_classes[name])
         if name == "check":
             sub.add_argument("--task", required=True, choices=sorted(TASKS))
             sub.add_argument("--style", default="nl", choices=STYLES)
@@ -83,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        config_class = configs().get(args.command)
+        if config_class:
+            from reftune.config import resolve_config
+
+            return COMMANDS[args.command][0](resolve_config(config_class, args))
         return COMMANDS[args.command][0](args)
     except ReftuneError as exc:
         print(f"reftune {args.command}: error: {exc}", file=sys.stderr)

@@ -16,3 +16,20 @@ def shared_data() -> Path:
             pytest.fail(f"CI needs the shared data folder at {SHARED_DATA}")
         pytest.skip(f"no shared data at {SHARED_DATA} (set REFTUNE_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def arithmetic_texts() -> list[str]:
+    """Prompts and targets of a few arithmetic problems: what the tiny tokenizer is fitted to."""
+    from reftune.tasks import get_task
+
+    task = get_task("arithmetic", style="nl")
+    return [task.prompt(e) + task.target(e) for e in task.load("train")[:200]]
+
+
+@pytest.fixture()
+def tiny_policy(arithmetic_texts):
+    """A fresh random-weight tiny model (fp32, CPU) with its in-memory tokenizer."""
+    from reftune.models import load_policy
+
+    return load_policy("tiny", tokenizer_texts=arithmetic_texts, seed=0)

@@ -1,0 +1,1 @@
+"""The paper's math as pure tensor functions: no model, no I/O."""

@@ -1,0 +1,68 @@
+"""Checkpoints that a user can load and a run can resume from.
+
+    OUTPUT/checkpoints/step-000120/
+        model/              a HF folder (AutoModelForCausalLM.from_pretrained loads it as it is)
+        state/              accelerate's save_state: weights, optimizer, scheduler, RNG of every process
+        trainer_state.json  step, epoch, data position, best dev score; written last, so a checkpoint
+                            without it (a run killed while saving) is never resumed from
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from reftune.errors import ReftuneError
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_folder(output: str | Path, step: int) -> Path:
+    return Path(output) / "checkpoints" / f"step-{step:06d}"
+
+
+def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: dict,
+                    export: Callable[[Path], None], keep: int) -> Path:
+    """All processes call this. `export(folder)` writes the HF model folder (main process only)."""
+    folder = checkpoint_folder(output, step)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        export(folder / "model")
+    accelerator.save_state(str(folder / "state"))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (folder / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=1))
+        for old in complete_checkpoints(output)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def complete_checkpoints(output: str | Path) -> list[Path]:
+    """Checkpoints whose save finished, oldest first."""
+    root = Path(output) / "checkpoints"
+    found = [path for path in root.glob("step-*") if (path / TRAINER_STATE).exists()] if root.exists() else []
+    return sorted(found, key=lambda path: path.name)
+
+
+def latest_checkpoint(output: str | Path) -> Path:
+    found = complete_checkpoints(output)
+    if not found:
+        raise ReftuneError(f"--resume: {output} holds no complete checkpoint to continue from; "
+                           f"drop --resume to start afresh")
+    return found[-1]
+
+
+def read_trainer_state(folder: Path) -> dict:
+    return json.loads((folder / TRAINER_STATE).read_text())
+
+
+def copy_model(source: Path, destination: Path) -> None:
+    """Replace `destination` with a copy of the HF folder `source` (the best model so far)."""
+    scratch = destination.with_name(destination.name + ".tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(source, scratch)
+    shutil.rmtree(destination, ignore_errors=True)
+    scratch.rename(destination)

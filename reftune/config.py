@@ -1,0 +1,260 @@
+"""One config dataclass per stage, built from small option groups; the docstring under each field is
+its `--help` text. `resolve_config` merges a YAML file and command-line flags (flags win).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from reftune.errors import ReftuneError
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    output: str | None = None
+    """Folder for checkpoints, metrics and the resolved config; default: a new folder under runs/."""
+    seed: int = 0
+    """Seeds data order, sampling and (for `tiny`) the initial weights."""
+    report_to: str = "jsonl,tensorboard"
+    """Comma-separated metric sinks: jsonl, tensorboard, wandb (when installed)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+@dataclass(kw_only=True)
+class TaskOptions:
+    task: str = "arithmetic"
+    """gsm8k, svamp, mathqa (multiple choice), mathqa-numeric or arithmetic (built in, no download)."""
+    style: str = "nl"
+    """nl (N-CoT) or python (P-CoT, programs executed in the sandbox)."""
+    data: str | None = None
+    """A data file or folder (holding train / dev / test files); default: built in or the HF hub."""
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    model: str = "tiny"
+    """A HF hub id, a local model folder, smollm2-135m (packaged) or tiny (random weights, for tests)."""
+    lora_rank: int = 0
+    """LoRA rank; 0 trains all weights."""
+    lora_alpha: float | None = None
+    """LoRA scaling numerator; default 2 * rank."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    tiny_hidden_size: int = 64
+    """tiny only: width."""
+    tiny_layers: int = 2
+    """tiny only: transformer layers."""
+    tiny_heads: int = 4
+    """tiny only: attention heads."""
+    tiny_vocab_size: int = 400
+    """tiny only: most BPE tokens fitted to the task's texts."""
+
+
+@dataclass(kw_only=True)
+class SamplingOptions:
+    temperature: float = 0.0
+    """0 is greedy (top-1 accuracy); the paper samples at 1.0 for voting."""
+    top_k: int = 0
+    """Keep the k most likely tokens; 0 keeps all."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 keeps all."""
+    max_new_tokens: int = 300
+    """Longest response in tokens (the paper: prompt <= 300, prompt + completion <= 700)."""
+    num_samples: int = 1
+    """Samples per question (K of vote@K and pass@k)."""
+    batch_size: int = 16
+    """Questions per generation batch (each with num_samples rows)."""
+
+
+def _check_common(config) -> None:
+    from reftune.tasks import STYLES, TASKS
+
+    if config.task not in TASKS:
+        raise ReftuneError(f"unknown task {config.task!r}: use one of {sorted(TASKS)}")
+    if config.style not in STYLES:
+        raise ReftuneError(f"unknown style {config.style!r}: use one of {list(STYLES)}")
+    if config.lora_rank < 0:
+        raise ReftuneError(f"lora_rank must be >= 0, got {config.lora_rank}")
+    unknown = set(sinks(config.report_to)) - {"jsonl", "tensorboard", "wandb"}
+    if unknown:
+        raise ReftuneError(f"unknown report_to {sorted(unknown)}: use jsonl, tensorboard, wandb")
+
+
+def sinks(report_to: str) -> list[str]:
+    return [name.strip() for name in report_to.split(",") if name.strip()]
+
+
+@dataclass(kw_only=True)
+class SFTConfig(TaskOptions, ModelOptions, RunOptions):
+    """Warm-up (or full) SFT on the task's gold CoTs, loss on target tokens only."""
+
+    train_split: str = "train"
+    """Split trained on."""
+    dev_split: str = "dev"
+    """Split for greedy accuracy during training and for picking the best checkpoint; never test."""
+    max_train_examples: int | None = None
+    """Train on the first N examples only."""
+    learning_rate: float = 1e-5
+    """Peak AdamW lr. Paper warm-up: 1e-5 (7B models), 2e-5 (Galactica-125M)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    epochs: int = 3
+    """Passes over the training set (the paper's warm-up: 2 on GSM8K; 10 for the 125M model)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs when reached first)."""
+    batch_size: int = 48
+    """Examples per optimizer step over all processes (the paper: 48)."""
+    micro_batch_size: int = 8
+    """Examples per forward pass per process; batch_size / (micro_batch_size * processes) is the
+    number of gradient accumulation steps, and must be a whole number."""
+    warmup_ratio: float = 0.1
+    """Fraction of the steps with a linearly rising lr, then linear decay to 0 (the paper)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (the paper: 1.0)."""
+    max_length: int = 700
+    """Longest prompt + target in tokens; longer examples are skipped and counted."""
+    eval_every: int | None = None
+    """Evaluate and checkpoint every N steps; default: at the end of each epoch."""
+    eval_limit: int | None = 200
+    """Dev questions evaluated (all when empty)."""
+    eval_max_new_tokens: int = 300
+    """Longest greedy response during dev evaluation."""
+    keep_checkpoints: int = 2
+    """Step checkpoints kept (the best model is kept apart, in best/)."""
+    resume: bool = False
+    """Continue the run in --output from its last checkpoint."""
+
+    def __post_init__(self):
+        _check_common(self)
+        if self.dev_split == "test":
+            raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
+                               "chosen on the data it is judged on; use dev (or a split of train)")
+        positive = {"batch_size": self.batch_size, "micro_batch_size": self.micro_batch_size,
+                    "epochs": self.epochs, "max_length": self.max_length, "keep_checkpoints": self.keep_checkpoints}
+        for name, value in positive.items():
+            if value < 1:
+                raise ReftuneError(f"{name} must be >= 1, got {value}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ReftuneError("need learning_rate > 0 and 0 <= warmup_ratio < 1")
+        if self.resume and not self.output:
+            raise ReftuneError("--resume continues the run in --output: name that folder")
+
+
+@dataclass(kw_only=True)
+class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
+    """Accuracy of a model on a split: greedy top-1, or vote@K and pass@k over K samples."""
+
+    split: str = "test"
+    """Split evaluated."""
+    limit: int | None = None
+    """Evaluate the first N questions only."""
+
+    def __post_init__(self):
+        _check_common(self)
+        if self.num_samples < 1 or self.batch_size < 1:
+            raise ReftuneError("num_samples and batch_size must be >= 1")
+        if self.num_samples > 1 and self.temperature == 0:
+            raise ReftuneError("several samples per question need --temperature > 0 (greedy gives "
+                               "the same answer K times); the paper votes at 1.0")
+
+
+@dataclass(kw_only=True)
+class SampleConfig(EvalConfig):
+    """Sample K CoTs per question and write them with their answers and rewards (JSONL)."""
+
+    split: str = "train"
+    """Split sampled."""
+    temperature: float = 1.0
+    """Sampling temperature (the paper: 1.0)."""
+    num_samples: int = 10
+    """Samples per question."""
+
+
+# ---- YAML + flags -----------------------------------------------------------------------------
+@cache
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each field, read from the source of `cls` and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
+                docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
+
+
+def _scalar_type(cls, name: str):
+    hint = typing.get_type_hints(cls)[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field; defaults stay out of the namespace so a flag given can win over YAML."""
+    parser.add_argument("--config", help="a YAML file of options (field names as keys); flags override it")
+    for field in fields(cls):
+        kind = _scalar_type(cls, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = f"{field_docs(cls).get(field.name, '')} (default: {default})"
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text,
+                                metavar=field.name.upper())
+
+
+def read_yaml_options(path: str | Path, cls) -> dict:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ReftuneError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ReftuneError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ReftuneError(f"config file {path} must hold a mapping of option: value")
+    options = {str(key).replace("-", "_"): value for key, value in loaded.items()}
+    names = {field.name for field in fields(cls)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ReftuneError(f"config file {path}: unknown options {unknown} for this command; "
+                           f"known: {sorted(names)}")
+    for name, value in options.items():
+        kind = _scalar_type(cls, name)
+        if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+            raise ReftuneError(f"config file {path}: {name} should be {kind.__name__}, got {value!r}")
+    return options
+
+
+def resolve_config(cls, args: argparse.Namespace):
+    """YAML options (if --config), then the flags given; validated by the dataclass."""
+    options = read_yaml_options(args.config, cls) if getattr(args, "config", None) else {}
+    names = {field.name for field in fields(cls)}
+    options.update({name: value for name, value in vars(args).items() if name in names})
+    return cls(**options)
+
+
+def config_to_yaml(config) -> str:
+    import yaml
+
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

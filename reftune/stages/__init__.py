@@ -1,0 +1,1 @@
+"""One top-to-bottom function per stage of the method."""

@@ -1,0 +1,84 @@
+"""What every stage does the same way: the output folder, the saved config, seeding, the accelerator,
+loading the task's examples and the model named by the config."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from reftune.config import config_to_yaml
+from reftune.errors import ReftuneError
+
+
+def output_folder(config, stage: str) -> Path:
+    """config.output, or a new runs/<stage>-<time> folder (the choice is written back to the config)."""
+    if not config.output:
+        config.output = str(Path("runs") / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder = Path(config.output)
+    if folder.exists() and not folder.is_dir():
+        raise ReftuneError(f"--output {folder} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_config(config, folder: Path, announce: bool = True) -> None:
+    """Print the resolved config and save it next to the outputs, so a run can be repeated."""
+    text = config_to_yaml(config)
+    (folder / "config.yaml").write_text(text)
+    if announce:
+        print(f"# resolved config (saved to {folder / 'config.yaml'})\n{text}", flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def quiet_libraries() -> None:
+    """reftune draws its own progress bars; the libraries' per-save bars and notices are noise."""
+    import logging
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+def build_accelerator():
+    """One process by default; under `accelerate launch` as many as it starts (DDP, FSDP, ZeRO)."""
+    from accelerate import Accelerator
+
+    quiet_libraries()
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def load_examples(config, split: str, limit: int | None = None):
+    from reftune.tasks import get_task
+
+    task = get_task(config.task, style=config.style)
+    examples = task.load(split, config.data)
+    return task, (examples[:limit] if limit else examples)
+
+
+def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):
+    """The policy named by config.model (or `name`, such as a checkpoint's model folder)."""
+    from reftune.models import TinySpec, load_policy
+
+    tiny = TinySpec(hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers,
+                    num_heads=config.tiny_heads, vocab_size=config.tiny_vocab_size)
+    return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
+                       lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=tiny,
+                       tokenizer_texts=tokenizer_texts, seed=config.seed)
+
+
+def shard(items: list, accelerator) -> list:
+    """This process's share of `items` (every num_processes-th, from its rank)."""
+    return items[accelerator.process_index::accelerator.num_processes]
+
+
+def as_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,199 @@
+"""Warm-up SFT (and the SFT baseline): next-token loss on the gold CoT, the prompt masked out.
+
+Departures from the authors' scripts: the best checkpoint is chosen by greedy accuracy on a dev
+split, never on test; examples longer than max_length are skipped and counted instead of truncated
+(a truncated CoT teaches an answer-less ending); the last partial batch of an epoch is dropped so
+every step has the same size on every process.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from reftune.algorithms.losses import sft_loss_sum
+from reftune.checkpoint import copy_model, latest_checkpoint, read_trainer_state, save_checkpoint
+from reftune.config import SFTConfig, sinks
+from reftune.errors import ReftuneError
+from reftune.models import position_ids_from, save_pretrained
+from reftune.stages.common import (as_dict, build_accelerator, load_examples, load_model, output_folder,
+                                   save_config, seed_everything, shard)
+from reftune.stages.evaluate import greedy_accuracy
+from reftune.tracking import Tracker, progress_bar
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    input_ids: list[int]  # prompt + target + EOS
+    num_prompt_tokens: int
+
+    @property
+    def num_target_tokens(self) -> int:
+        return len(self.input_ids) - self.num_prompt_tokens
+
+
+def encode_examples(task, tokenizer, examples, max_length: int) -> tuple[list[EncodedExample], int]:
+    """Token ids of prompt + target + EOS per example; also how many were skipped as too long."""
+    encoded, skipped = [], 0
+    for example in examples:
+        prompt = tokenizer(task.prompt(example))["input_ids"]
+        target = tokenizer(task.target(example), add_special_tokens=False)["input_ids"]
+        ids = prompt + target + [tokenizer.eos_token_id]
+        if len(ids) > max_length:
+            skipped += 1
+            continue
+        encoded.append(EncodedExample(ids, len(prompt)))
+    return encoded, skipped
+
+
+def collate(batch: list[EncodedExample], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded ids (B, T), attention mask (B, T) and target mask (B, T: 1 on target + EOS)."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros(len(batch), width, dtype=torch.long)
+    target = torch.zeros(len(batch), width)
+    for row, example in enumerate(batch):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        attention[row, :n] = 1
+        target[row, example.num_prompt_tokens:n] = 1
+    return {"input_ids": ids.to(device), "attention_mask": attention.to(device), "target_mask": target.to(device)}
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of one epoch: a pure function of (seed, epoch), so resume needs no state."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(num_examples, generator=generator).tolist()
+
+
+def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
+    """lr multiplier: rises linearly over warmup_steps, then falls linearly to 0 at total_steps.
+
+    >>> [round(linear_warmup_decay(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def plan_steps(config: SFTConfig, num_examples: int, num_processes: int) -> tuple[int, int, int]:
+    """(steps per epoch, total steps, micro-batches per step per process), or a clear error."""
+    per_pass = config.micro_batch_size * num_processes
+    if config.batch_size % per_pass:
+        raise ReftuneError(f"batch_size {config.batch_size} must be a multiple of micro_batch_size "
+                           f"{config.micro_batch_size} x {num_processes} processes")
+    if num_examples < config.batch_size:
+        raise ReftuneError(f"batch_size {config.batch_size} is larger than the training set "
+                           f"({num_examples} usable examples): lower --batch-size")
+    steps_per_epoch = num_examples // config.batch_size
+    total = steps_per_epoch * config.epochs
+    return steps_per_epoch, min(total, config.max_steps or total), config.batch_size // per_pass
+
+
+def sft(config: SFTConfig) -> dict:
+    """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
+    # 1. the run folder, the data
+    accelerator = build_accelerator()
+    main = accelerator.is_main_process
+    folder = output_folder(config, "sft")
+    resume_from = latest_checkpoint(folder) if config.resume else None
+    if main:
+        save_config(config, folder, announce=config.progress)
+    seed_everything(config.seed)
+    task, train = load_examples(config, config.train_split, config.max_train_examples)
+    _, dev = load_examples(config, config.dev_split, config.eval_limit)
+
+    # 2. the model (from the checkpoint when resuming: its tokenizer is the one trained with)
+    texts = [task.prompt(e) + task.target(e) for e in train] + [task.prompt(e) for e in dev]
+    policy = load_model(config, accelerator.device, texts,
+                        name=str(resume_from / "model") if resume_from else None)
+    model, tokenizer = policy.model, policy.tokenizer
+    encoded, skipped = encode_examples(task, tokenizer, train, config.max_length)
+    if skipped and main:
+        print(f"reftune sft: {skipped} of {len(train)} training examples are longer than max_length="
+              f"{config.max_length} tokens and were skipped; raise --max-length to keep them", flush=True)
+    steps_per_epoch, total_steps, accumulation = plan_steps(config, len(encoded), accelerator.num_processes)
+
+    # 3. optimizer and schedule, resumed when asked
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
+    if resume_from:
+        accelerator.load_state(str(resume_from / "state"))
+        state = read_trainer_state(resume_from)
+    tracker = Tracker(folder, sinks(config.report_to), as_dict(config), enabled=main)
+    bar = progress_bar(total_steps, "sft", config.progress and main, initial=state["step"])
+    started = time.perf_counter()
+
+    # 4. train
+    model.train()
+    for step in range(state["step"], total_steps):
+        step_started = time.perf_counter()
+        epoch, position = divmod(step, steps_per_epoch)
+        batch = [encoded[i] for i in epoch_order(len(encoded), config.seed, epoch)
+                 [position * config.batch_size:(position + 1) * config.batch_size]]
+        # Sum of NLL over the step's target tokens / their number, whatever the split into micro-batches
+        # and processes (DDP averages gradients over processes, hence the factor).
+        step_tokens = sum(e.num_target_tokens for e in batch)
+        scale = accelerator.num_processes / step_tokens
+        mine, loss_sum = shard(batch, accelerator), torch.zeros((), device=accelerator.device)
+        for index in range(accumulation):
+            micro = collate(mine[index * config.micro_batch_size:(index + 1) * config.micro_batch_size],
+                            tokenizer.pad_token_id, accelerator.device)
+            syncing = index == accumulation - 1
+            with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
+                logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"],
+                               position_ids=position_ids_from(micro["attention_mask"])).logits
+                loss = sft_loss_sum(logits, micro["input_ids"], micro["target_mask"])
+                accelerator.backward(loss * scale)
+            loss_sum += loss.detach()
+        grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+        metrics = {"loss": accelerator.reduce(loss_sum, reduction="sum").item() / step_tokens,
+                   "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
+                   "target_tokens_per_s": step_tokens / (time.perf_counter() - step_started)}
+        tracker.log(metrics, state["step"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+
+        # 5. evaluate on dev, checkpoint, keep the best
+        every = config.eval_every or steps_per_epoch
+        if state["step"] % every == 0 or state["step"] == total_steps:
+            unwrapped = accelerator.unwrap_model(model)
+            dev_accuracy = greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,
+                                           config.eval_max_new_tokens, config.micro_batch_size * 2)
+            model.train()
+            tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
+            improved = dev_accuracy > state["best_dev_accuracy"]
+            if improved:
+                state.update(best_dev_accuracy=dev_accuracy, best_step=state["step"])
+            checkpoint = save_checkpoint(accelerator, folder, state["step"], dict(state, epoch=epoch),
+                                         lambda path: save_pretrained(unwrapped, tokenizer, path),
+                                         config.keep_checkpoints)
+            if improved and main:
+                copy_model(checkpoint / "model", folder / "best")
+            bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
+                      f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+
+    # 6. summary
+    bar.close()
+    tracker.close()
+    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"],
+               "best_step": state["best_step"], "best_model": str(folder / "best"),
+               "train_examples": len(encoded), "skipped_too_long": skipped,
+               "seconds": round(time.perf_counter() - started, 2)}
+    if main:
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from reftune.algorithms.losses import token_logps
+from reftune.errors import ReftuneError
+from reftune.models import position_ids_from
+from reftune.rollout import SamplingParams, filter_logits, sample
+
+PROMPTS = ["Question:\nAva has 3 apples.\nAnswer reasoning:\n", "Question:\nBen?\nAnswer reasoning:\n"]
+
+
+def test_sampling_is_reproducible_under_a_seed(tiny_policy):
+    params = SamplingParams(max_new_tokens=20, num_samples=3)
+    runs = [sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS, params,
+                   torch.Generator().manual_seed(seed)) for seed in (7, 7, 8)]
+    assert torch.equal(runs[0].sequences, runs[1].sequences) and runs[0].texts == runs[1].texts
+    assert not torch.equal(runs[0].sequences, runs[2].sequences)
+
+
+def test_rollout_shapes_masks_and_prompt_index(tiny_policy):
+    rollout = sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS,
+                     SamplingParams(max_new_tokens=12, num_samples=2), torch.Generator().manual_seed(0))
+    n, width = rollout.sequences.shape
+    assert n == 4 and rollout.prompt_index.tolist() == [0, 0, 1, 1]
+    assert rollout.response_mask[:, :rollout.prompt_length].sum() == 0
+    assert ((rollout.response_mask == 1) <= (rollout.attention_mask == 1)).all()
+    assert len(rollout.texts) == 4 and width <= rollout.prompt_length + 12
+
+
+def test_sampling_logps_equal_a_full_forward(tiny_policy):
+    rollout = sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS,
+                     SamplingParams(max_new_tokens=16, num_samples=2), torch.Generator().manual_seed(1))
+    logits = tiny_policy.model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                               position_ids=position_ids_from(rollout.attention_mask)).logits
+    recomputed = token_logps(logits, rollout.sequences) * rollout.response_mask
+    assert torch.allclose(recomputed, rollout.old_logps, atol=1e-4)
+
+
+def test_greedy_sampling_matches_transformers_generate(tiny_policy):
+    model, tokenizer = tiny_policy.model, tiny_policy.tokenizer
+    rollout = sample(model, tokenizer, PROMPTS, SamplingParams(temperature=0, max_new_tokens=10))
+    encoded = tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    generated = model.generate(**encoded, max_new_tokens=10, do_sample=False,
+                               pad_token_id=tokenizer.pad_token_id)
+    expected = [tokenizer.decode(row[encoded["input_ids"].size(1):], skip_special_tokens=True)
+                for row in generated]
+    assert rollout.texts == expected
+
+
+def test_a_row_that_emits_eos_stops_while_others_go_on(tiny_policy):
+    model, tokenizer = tiny_policy.model, tiny_policy.tokenizer
+    eos = tokenizer.eos_token_id
+
+    class EosAfterThree(torch.nn.Module):
+        """Wraps the model so row 0 of the batch says EOS at its third token."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner, self.calls = model, 0
+            self.generation_config = model.generation_config
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            self.calls += 1
+            if self.calls == 3:
+                out.logits[0, -1, :] = -1e9
+                out.logits[0, -1, eos] = 1e9
+            return out
+
+    rollout = sample(EosAfterThree(), tokenizer, PROMPTS, SamplingParams(temperature=0, max_new_tokens=8))
+    lengths = rollout.response_mask.sum(-1).tolist()
+    assert lengths[0] == 3 and rollout.finished[0] and rollout.sequences[0, rollout.prompt_length + 2] == eos
+    assert lengths[1] == 8 and not rollout.finished[1]
+    assert (rollout.sequences[0, rollout.prompt_length + 3:] == tokenizer.pad_token_id).all()
+
+
+def test_top_k_and_top_p_filtering():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, top_k=2, top_p=1.0)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_k=0, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_k=0, top_p=0.4)).tolist() == [[False, True, True, True]]
+
+
+def test_bad_sampling_parameters_are_refused():
+    with pytest.raises(ReftuneError):
+        SamplingParams(top_p=0)
+    with pytest.raises(ReftuneError):
+        SamplingParams(num_samples=0)
