@@ -29,3 +29,52 @@ def test_demo_runs_the_existing_end_to_end_path(capsys):
     out = capsys.readouterr().out
     assert "not built yet" in out
     assert "arithmetic (python, test): 500 examples, 500 with a gold CoT, 500 of them scored 1.0" in out
+
+
+def test_help_lists_every_subcommand(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "sft", "eval", "sample", "check"):
+        assert command in out
+
+
+def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "run.yaml"
+    config.write_text("task: arithmetic\nmodel: tiny\nlimit: 2\nmax_new_tokens: 4\nsplit: train\n"
+                      "report-to: jsonl\n")
+    out_dir = tmp_path / "out"
+    assert main(["eval", "--config", str(config), "--split", "dev", "--output", str(out_dir),
+                 "--no-progress"]) == 0
+    saved = yaml.safe_load((out_dir / "config.yaml").read_text())
+    assert saved["split"] == "dev" and saved["limit"] == 2 and saved["max_new_tokens"] == 4
+    assert "top1_accuracy" in capsys.readouterr().out
+
+
+def test_resolved_config_is_printed(tmp_path, capsys):
+    assert main(["eval", "--model", "tiny", "--limit", "1", "--max-new-tokens", "2", "--split", "dev",
+                 "--report-to", "jsonl", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "# resolved config" in out and "max_new_tokens: 2" in out
+
+
+def test_unknown_config_keys_and_bad_values_are_one_line_errors(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rat: 0.1\n")
+    assert main(["sft", "--config", str(config)]) == 2
+    assert "unknown options ['learning_rat']" in capsys.readouterr().err
+    config.write_text("epochs: many\n")
+    assert main(["sft", "--config", str(config)]) == 2
+    assert "epochs should be int, got 'many'" in capsys.readouterr().err
+
+
+def test_unknown_model_at_the_cli_is_one_line_without_a_trace(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["eval", "--model", str(tmp_path / "nowhere"), "--limit", "1", "--output",
+                 str(tmp_path / "o"), "--report-to", "jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reftune eval: error: unknown model") and "Traceback" not in err

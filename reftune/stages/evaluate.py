@@ -119,7 +119,8 @@ def evaluate(config: EvalConfig) -> dict:
     started = time.perf_counter()
     mine = sample_questions(task, policy.model, policy.tokenizer, shard(examples, accelerator), params,
                             config.batch_size, generator, show_progress=config.progress and main)
-    results = sorted(gather_object(mine), key=lambda r: examples.index(r.example))
+    position = {example.id: index for index, example in enumerate(examples)}
+    results = sorted(gather_object(mine), key=lambda r: position[r.example.id])
 
     # 3. score and write
     summary = {"model": config.model, "task": config.task, "style": config.style, "split": config.split,

@@ -81,6 +81,11 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def tokenizer_texts(task, train, dev) -> list[str]:
+    """What the `tiny` model's in-memory tokenizer is fitted to: the texts it will read and write."""
+    return [task.prompt(e) + task.target(e) for e in train] + [task.prompt(e) for e in dev]
+
+
 def plan_steps(config: SFTConfig, num_examples: int, num_processes: int) -> tuple[int, int, int]:
     """(steps per epoch, total steps, micro-batches per step per process), or a clear error."""
     per_pass = config.micro_batch_size * num_processes
@@ -109,11 +114,13 @@ def sft(config: SFTConfig) -> dict:
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
 
     # 2. the model (from the checkpoint when resuming: its tokenizer is the one trained with)
-    texts = [task.prompt(e) + task.target(e) for e in train] + [task.prompt(e) for e in dev]
-    policy = load_model(config, accelerator.device, texts,
+    policy = load_model(config, accelerator.device, tokenizer_texts(task, train, dev),
                         name=str(resume_from / "model") if resume_from else None)
     model, tokenizer = policy.model, policy.tokenizer
     encoded, skipped = encode_examples(task, tokenizer, train, config.max_length)
+    if not encoded:
+        raise ReftuneError(f"all {len(train)} training examples are longer than max_length="
+                           f"{config.max_length} tokens: raise --max-length")
     if skipped and main:
         print(f"reftune sft: {skipped} of {len(train)} training examples are longer than max_length="
               f"{config.max_length} tokens and were skipped; raise --max-length to keep them", flush=True)
@@ -125,7 +132,9 @@ def sft(config: SFTConfig) -> dict:
     warmup = math.ceil(config.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler stays out of prepare(): accelerate would step it once per process per step.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
     if resume_from:
         accelerator.load_state(str(resume_from / "state"))
@@ -184,8 +193,9 @@ def sft(config: SFTConfig) -> dict:
                                          config.keep_checkpoints)
             if improved and main:
                 copy_model(checkpoint / "model", folder / "best")
-            bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
-                      f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+            if main:
+                bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
+                          f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
 
     # 6. summary
     bar.close()

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reftune.config import SFTConfig
+from reftune.errors import ReftuneError
+from reftune.stages.sft import epoch_order, sft
+
+TINY_RUN = dict(task="arithmetic", model="tiny", max_train_examples=8, dev_split="dev", eval_limit=4,
+                eval_max_new_tokens=8, batch_size=4, micro_batch_size=2, learning_rate=1e-3,
+                report_to="jsonl", progress=False)
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_two_steps_move_the_parameters_and_write_a_checkpoint_transformers_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from reftune.stages.common import load_examples, load_model
+    from reftune.stages.sft import tokenizer_texts
+
+    config = SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=2, seed=3)
+    task, train = load_examples(config, "train", config.max_train_examples)
+    _, dev = load_examples(config, "dev", config.eval_limit)
+    initial = load_model(config, "cpu", tokenizer_texts(task, train, dev)).model.state_dict()
+
+    assert sft(config)["steps"] == 2
+    checkpoint = tmp_path / "checkpoints" / "step-000002"
+    trained = AutoModelForCausalLM.from_pretrained(checkpoint / "model").state_dict()
+    assert trained.keys() == initial.keys()
+    moved = [name for name in initial if not torch.equal(initial[name], trained[name])]
+    assert len(moved) == len(initial)
+    assert (tmp_path / "best" / "config.json").exists() and (tmp_path / "config.yaml").exists()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "loss" in line] == [1, 2]
+    assert any("dev_accuracy" in line for line in lines)
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 2
+
+
+def test_the_same_seed_gives_the_same_steps(tmp_path):
+    sft(SFTConfig(**TINY_RUN, output=str(tmp_path / "a"), max_steps=1, eval_every=1))
+    sft(SFTConfig(**TINY_RUN, output=str(tmp_path / "b"), max_steps=2, eval_every=1, keep_checkpoints=2))
+    one = weights(tmp_path / "a" / "checkpoints" / "step-000001" / "model")
+    same_first = weights(tmp_path / "b" / "checkpoints" / "step-000001" / "model")
+    for name in one:
+        assert torch.equal(one[name], same_first[name]), name
+
+
+def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(tmp_path):
+    run = dict(TINY_RUN, max_steps=4, eval_every=2, keep_checkpoints=5)
+    sft(SFTConfig(**run, output=str(tmp_path / "straight")))
+    sft(SFTConfig(**run, output=str(tmp_path / "resumed")))
+    # Simulate a run killed after its step-2 checkpoint: the step-4 one was never written.
+    import shutil
+
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000004")
+    summary = sft(SFTConfig(**run, output=str(tmp_path / "resumed"), resume=True))
+    assert summary["steps"] == 4
+    lines = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4, 3, 4]  # resumed at step 3
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000004" / "model")
+    resumed = weights(tmp_path / "resumed" / "checkpoints" / "step-000004" / "model")
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ReftuneError, match="no complete checkpoint"):
+        sft(SFTConfig(**TINY_RUN, output=str(tmp_path), resume=True))
+
+
+def test_too_long_examples_are_skipped_and_counted(tmp_path, capsys):
+    summary = sft(SFTConfig(**{**TINY_RUN, "batch_size": 2, "micro_batch_size": 1}, output=str(tmp_path),
+                            max_steps=1, max_length=100))
+    assert summary["skipped_too_long"] > 0
+    assert f"{summary['skipped_too_long']} of 8 training examples are longer than max_length=100" in capsys.readouterr().out
+
+
+def test_a_dataset_entirely_too_long_is_refused(tmp_path):
+    with pytest.raises(ReftuneError, match="all 8 training examples are longer than max_length=10"):
+        sft(SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=1, max_length=10))
+
+
+def test_bad_configs_say_what_to_change():
+    with pytest.raises(ReftuneError, match="test split"):
+        SFTConfig(dev_split="test")
+    with pytest.raises(ReftuneError, match="multiple of micro_batch_size"):
+        sft(SFTConfig(**{**TINY_RUN, "batch_size": 3}, max_steps=1, output="/tmp/unused-reftune"))
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    assert sorted(epoch_order(10, 0, 0)) == list(range(10))
+    assert epoch_order(10, 0, 0) == epoch_order(10, 0, 0) != epoch_order(10, 0, 1)
+
+
+@pytest.mark.slow
+def test_sft_learns_a_handful_of_arithmetic_questions(tmp_path):
+    """Greedy accuracy on the 8 training questions themselves reaches 90% (measured: 100% by step 100)."""
+    summary = sft(SFTConfig(task="arithmetic", model="tiny", max_train_examples=8, dev_split="train",
+                            eval_limit=8, batch_size=8, micro_batch_size=4, epochs=200, eval_every=50,
+                            learning_rate=3e-3, warmup_ratio=0.05, eval_max_new_tokens=120,
+                            report_to="jsonl", progress=False, output=str(tmp_path)))
+    assert summary["best_dev_accuracy"] >= 0.9
