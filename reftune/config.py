@@ -98,9 +98,10 @@ class SFTConfig(TaskOptions, ModelOptions, RunOptions):
     """Warm-up (or full) SFT on the task's gold CoTs, loss on target tokens only."""
 
     train_split: str = "train"
-    """Split trained on."""
+    """Split trained on; a slice such as train[:-200] holds questions out for dev."""
     dev_split: str = "dev"
-    """Split for greedy accuracy during training and for picking the best checkpoint; never test."""
+    """Split for greedy accuracy during training and for picking the best checkpoint; never test.
+    For data without a dev split, use a held-out slice: train[-200:] with train_split train[:-200]."""
     max_train_examples: int | None = None
     """Train on the first N examples only."""
     learning_rate: float = 1e-5
@@ -135,7 +136,7 @@ class SFTConfig(TaskOptions, ModelOptions, RunOptions):
 
     def __post_init__(self):
         _check_common(self)
-        if self.dev_split == "test":
+        if self.dev_split.split("[")[0] == "test":
             raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
                                "chosen on the data it is judged on; use dev (or a split of train)")
         positive = {"batch_size": self.batch_size, "micro_batch_size": self.micro_batch_size,

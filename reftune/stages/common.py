@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import time
 from pathlib import Path
 
@@ -40,9 +41,11 @@ def seed_everything(seed: int) -> None:
 def quiet_libraries() -> None:
     """reftune draws its own progress bars; the libraries' per-save bars and notices are noise."""
     import logging
+    import warnings
 
     import transformers
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
@@ -56,11 +59,30 @@ def build_accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
+def parse_split(split: str) -> tuple[str, slice]:
+    """"train[:-200]" -> ("train", slice(None, -200)): a slice of a split, as HF datasets writes it,
+    so a dataset without a dev split can hold some training questions out.
+
+    >>> parse_split("train[-200:]")
+    ('train', slice(-200, None, None))
+    >>> parse_split("dev")
+    ('dev', slice(None, None, None))
+    """
+    match = re.fullmatch(r"([\w.-]+)(?:\[(-?\d*):(-?\d*)\])?", split.strip())
+    if not match:
+        raise ReftuneError(f"split {split!r} is not a name or a slice such as train[:-200]")
+    name, start, stop = match.groups()
+    return name, slice(int(start) if start else None, int(stop) if stop else None)
+
+
 def load_examples(config, split: str, limit: int | None = None):
     from reftune.tasks import get_task
 
     task = get_task(config.task, style=config.style)
-    examples = task.load(split, config.data)
+    name, part = parse_split(split)
+    examples = task.load(name, config.data)[part]
+    if not examples:
+        raise ReftuneError(f"split {split!r} of {config.task} holds no examples")
     return task, (examples[:limit] if limit else examples)
 
 

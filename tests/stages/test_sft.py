@@ -50,8 +50,9 @@ def test_the_same_seed_gives_the_same_steps(tmp_path):
         assert torch.equal(one[name], same_first[name]), name
 
 
-def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(tmp_path):
-    run = dict(TINY_RUN, max_steps=4, eval_every=2, keep_checkpoints=5)
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(tmp_path, lora_rank):
+    run = dict(TINY_RUN, max_steps=4, eval_every=2, keep_checkpoints=5, lora_rank=lora_rank)
     sft(SFTConfig(**run, output=str(tmp_path / "straight")))
     sft(SFTConfig(**run, output=str(tmp_path / "resumed")))
     # Simulate a run killed after its step-2 checkpoint: the step-4 one was never written.
