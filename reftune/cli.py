@@ -67,6 +67,17 @@ def command_sft(config) -> int:
     return 0
 
 
+def command_rl(config) -> int:
+    from reftune.stages.rl import rl
+
+    summary = rl(config)
+    print(f"rl: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
+          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
+    if summary.get("stopped"):
+        print(f"rl: stopped early: {summary['stopped']}")
+    return 0
+
+
 def command_eval(config) -> int:
     from reftune.stages.evaluate import evaluate
 
@@ -80,7 +91,8 @@ def command_eval(config) -> int:
 def configs():
     from reftune import config
 
-    return {"sft": config.SFTConfig, "eval": config.EvalConfig, "sample": config.SampleConfig}
+    return {"sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
+            "sample": config.SampleConfig}
 
 
 # subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
@@ -88,6 +100,7 @@ def configs():
 COMMANDS = {
     "demo": (command_demo, "the main job; for now the data, execution and reward path on arithmetic"),
     "sft": (command_sft, "warm-up SFT (or the SFT baseline) on a task's gold chains of thought"),
+    "rl": (command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up"),
     "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
     "sample": (command_eval, "sample K CoTs per question and write them with answers and rewards"),
     "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),

@@ -180,6 +180,102 @@ class SampleConfig(EvalConfig):
     """Samples per question."""
 
 
+@dataclass(kw_only=True)
+class RLConfig(TaskOptions, ModelOptions, RunOptions):
+    """ReFT's RL stage: PPO from the warm-up model, reward from the final answer, KL to the warm-up."""
+
+    train_split: str = "train"
+    """Questions sampled during RL; a slice such as train[:-200] holds some out for dev."""
+    dev_split: str = "dev"
+    """Split for greedy accuracy and for picking the best checkpoint; never test."""
+    max_train_examples: int | None = None
+    """Use the first N training questions only."""
+    advantage_estimator: str = "gae"
+    """gae (value head, the paper) or group (K samples per question normalised in their group)."""
+    num_samples_per_question: int = 1
+    """Samples per question per step (the paper: 1; group needs >= 2)."""
+    questions_per_step: int = 32
+    """Questions per step over all processes (the paper: 4 per GPU x 8 GPUs)."""
+    micro_batch_size: int = 8
+    """Rows per forward/backward pass per process (memory only: results do not depend on it)."""
+    ppo_epochs: int = 2
+    """Passes over each rollout batch (the paper: 2, one minibatch per process)."""
+    learning_rate: float = 3e-7
+    """AdamW lr, constant (the paper: 3e-7 for 7B models, 3e-6 for Galactica-125M)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (the paper: 0)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (the paper: 1.0)."""
+    kl_coef: float | None = None
+    """beta of the KL penalty; default 0.05 for N-CoT, 0.01 for P-CoT (authors' scripts)."""
+    kl_estimator: str = "k1"
+    """k1 (the paper), k2 or k3."""
+    kl_in: str = "reward"
+    """reward: -beta * KL per token in the reward (the paper); loss: beta * KL as a loss term."""
+    gamma: float = 1.0
+    """GAE discount (the paper: 1.0)."""
+    lam: float = 0.95
+    """GAE lambda (the paper: 0.95)."""
+    clip_range: float = 0.2
+    """PPO policy ratio clip (the paper: 0.2)."""
+    value_clip_range: float = 0.2
+    """Value clip around the old values (the paper: 0.2)."""
+    vf_coef: float = 5.0
+    """Weight of the value loss (the paper: 5; no entropy bonus)."""
+    whiten_advantages: bool = True
+    """Whiten advantages over all processes, mean removed (the paper)."""
+    temperature: float = 1.0
+    """Sampling temperature (the paper: 1.0)."""
+    top_k: int = 0
+    """Sampling top-k; 0 keeps all (the paper)."""
+    top_p: float = 1.0
+    """Sampling nucleus mass (the paper: 1.0)."""
+    max_new_tokens: int = 400
+    """Longest sampled response (the paper: prompt <= 300 and prompt + completion <= 700)."""
+    epochs: int = 300
+    """Passes over the training questions (the paper: 300; 700 for the 125M model)."""
+    max_steps: int | None = None
+    """Stop after this many steps (overrides epochs when reached first)."""
+    eval_every: int = 50
+    """Evaluate on dev and checkpoint every N steps (and at the end)."""
+    eval_limit: int | None = 200
+    """Dev questions evaluated (all when empty)."""
+    eval_max_new_tokens: int = 300
+    """Longest greedy response during dev evaluation."""
+    max_kl: float = 10.0
+    """Stop (with a report) when the mean sequence KL to the reference exceeds this: a runaway policy."""
+    keep_checkpoints: int = 2
+    """Step checkpoints kept (the best model is kept apart, in best/)."""
+    resume: bool = False
+    """Continue the run in --output from its last checkpoint."""
+
+    def __post_init__(self):
+        from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS
+
+        _check_common(self)
+        if self.kl_coef is None:
+            self.kl_coef = 0.01 if self.style == "python" else 0.05
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ReftuneError(f"unknown advantage_estimator {self.advantage_estimator!r}: "
+                               f"use one of {sorted(ADVANTAGE_ESTIMATORS)}")
+        if self.advantage_estimator == "group" and self.num_samples_per_question < 2:
+            raise ReftuneError("the group estimator compares samples of a question: set "
+                               "num_samples_per_question >= 2 (e.g. 4)")
+        if self.kl_estimator not in ("k1", "k2", "k3") or self.kl_in not in ("reward", "loss"):
+            raise ReftuneError("kl_estimator must be k1, k2 or k3 and kl_in reward or loss")
+        if self.dev_split.split("[")[0] == "test":
+            raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
+                               "chosen on the data it is judged on")
+        for name in ("questions_per_step", "micro_batch_size", "ppo_epochs", "epochs", "eval_every",
+                     "num_samples_per_question", "keep_checkpoints", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ReftuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.kl_coef < 0 or self.temperature <= 0:
+            raise ReftuneError("need learning_rate > 0, kl_coef >= 0 and temperature > 0")
+        if self.resume and not self.output:
+            raise ReftuneError("--resume continues the run in --output: name that folder")
+
+
 # ---- YAML + flags -----------------------------------------------------------------------------
 @cache
 def field_docs(cls) -> dict[str, str]:

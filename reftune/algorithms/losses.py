@@ -33,3 +33,52 @@ def sft_loss_sum(logits: Tensor, sequences: Tensor, target_mask: Tensor) -> Tens
     the same whatever the split into micro-batches and processes.
     """
     return -masked_sum(token_logps(logits, sequences), target_mask)
+
+
+def policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor,
+                clip_range: float) -> tuple[Tensor, Tensor]:
+    """PPO's clipped surrogate, as a loss: mean over masked tokens of
+    max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)), ratio = exp(logp - logp_old).
+
+    All (B, T). Returns the loss and the fraction of tokens where the clipped term was chosen.
+    """
+    ratio = torch.exp(logps - old_logps)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    return loss, masked_mean((clipped > unclipped).float(), mask)
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip_range: float) -> Tensor:
+    """0.5 * mean over masked tokens of max((V - R)^2, (clip(V, V_old +- eps) - R)^2). All (B, T)."""
+    clipped = old_values + (values - old_values).clamp(-clip_range, clip_range)
+    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def kl_penalty(logps: Tensor, ref_logps: Tensor, estimator: str = "k1") -> Tensor:
+    """Per-token estimate of KL(policy || reference) from tokens sampled from the policy. (B, T).
+
+    k1 = log r (unbiased, can be negative; the paper's); k2 = (log r)^2 / 2;
+    k3 = r' - 1 - log r' with r' = p_ref / p (unbiased and never negative: Schulman's note).
+    """
+    log_ratio = logps - ref_logps
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio ** 2
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}: use k1, k2 or k3")
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy of each position's next-token distribution: (B, T, V) -> (B, T)."""
+    logps = logits.float().log_softmax(-1)
+    return -(logps.exp() * logps).sum(-1)
+
+
+def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
+    """1 - Var[R - V] / Var[R] over masked tokens: 1 is a perfect value head, <= 0 a useless one."""
+    residual_var = masked_mean((returns - values - masked_mean(returns - values, mask)) ** 2, mask)
+    returns_var = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    return float(1.0 - residual_var / returns_var) if returns_var > 0 else float("nan")

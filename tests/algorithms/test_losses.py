@@ -31,3 +31,45 @@ def test_masked_mean_ignores_masked_values_and_survives_an_empty_mask():
     values = torch.tensor([[1.0, 100.0, 3.0]])
     assert masked_mean(values, torch.tensor([[1.0, 0.0, 1.0]])) == 2.0
     assert masked_mean(values, torch.zeros(1, 3)) == 0.0
+
+
+def test_policy_loss_matches_a_plain_loop_and_counts_clipping():
+    from reftune.algorithms.losses import policy_loss
+
+    logps = torch.tensor([[0.0, -0.1, -1.0, -2.0]])
+    old = torch.tensor([[0.0, -0.5, -1.0, -1.0]])
+    adv = torch.tensor([[0.0, 1.0, -1.0, -2.0]])
+    mask = torch.tensor([[0, 1, 1, 1]])
+    loss, clipped = policy_loss(logps, old, adv, mask, clip_range=0.2)
+    terms = []
+    for lp, o, a in [(-0.1, -0.5, 1.0), (-1.0, -1.0, -1.0), (-2.0, -1.0, -2.0)]:
+        ratio = math.exp(lp - o)
+        terms.append(max(-a * ratio, -a * min(max(ratio, 0.8), 1.2)))
+    assert math.isclose(loss.item(), sum(terms) / 3, rel_tol=1e-5)
+    assert math.isclose(clipped.item(), 2 / 3, rel_tol=1e-5)  # tokens 1 (ratio 1.49) and 3 (0.37)
+
+
+def test_value_loss_takes_the_larger_of_clipped_and_unclipped():
+    from reftune.algorithms.losses import value_loss
+
+    values, old, returns = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    # token 0: (1-0)^2=1 vs clipped (0.2-0)^2=0.04 -> 1; token 1: (0-1)^2 = 1 both
+    assert math.isclose(value_loss(values, old, returns, torch.ones(1, 2), 0.2).item(), 0.5 * (1 + 1) / 2)
+
+
+def test_kl_estimators_by_hand():
+    from reftune.algorithms.losses import kl_penalty
+
+    logps, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    assert math.isclose(kl_penalty(logps, ref, "k1").item(), math.log(2), rel_tol=1e-6)
+    assert math.isclose(kl_penalty(logps, ref, "k2").item(), 0.5 * math.log(2) ** 2, rel_tol=1e-6)
+    assert math.isclose(kl_penalty(logps, ref, "k3").item(), 0.5 - 1 + math.log(2), rel_tol=1e-6)
+    assert kl_penalty(ref, logps, "k3").item() >= 0
+
+
+def test_explained_variance_is_one_for_perfect_values():
+    from reftune.algorithms.losses import explained_variance
+
+    returns = torch.tensor([[1.0, 2.0, 3.0]])
+    assert explained_variance(returns, returns, torch.ones(1, 3)) == 1.0
+    assert explained_variance(torch.zeros(1, 3) + 2.0, returns, torch.ones(1, 3)) == 0.0

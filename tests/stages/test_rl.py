@@ -1,0 +1,106 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reftune.config import RLConfig
+from reftune.errors import ReftuneError
+from reftune.stages.rl import rl
+
+TINY_RL = dict(task="arithmetic", max_train_examples=8, dev_split="dev", eval_limit=2,
+               eval_max_new_tokens=8, questions_per_step=4, num_samples_per_question=2, micro_batch_size=4,
+               max_new_tokens=120, learning_rate=1e-4, report_to="jsonl", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def from_warm_model(warm_tiny):
+    TINY_RL["model"] = warm_tiny
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(checkpoint):
+    return {**load_file(str(checkpoint / "model" / "model.safetensors")),
+            **{f"value_head.{k}": v for k, v in load_file(str(checkpoint / "model" / "value_head.safetensors")).items()}}
+
+
+@pytest.mark.parametrize("estimator", ["gae", "group"])
+def test_two_steps_move_the_policy_and_write_a_checkpoint(tmp_path, estimator):
+    from transformers import AutoModelForCausalLM
+
+    rl(RLConfig(**TINY_RL, output=str(tmp_path), max_steps=2, eval_every=1, advantage_estimator=estimator))
+    first, second = (weights(tmp_path / "checkpoints" / f"step-00000{s}") for s in (1, 2))
+    moved = [name for name in first if not torch.equal(first[name], second[name])]
+    assert "model.layers.0.self_attn.q_proj.weight" in moved
+    if estimator == "gae":
+        assert "value_head.weight" in moved
+    AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step-000002" / "model")
+    logged = [m for m in metrics(tmp_path) if "reward_mean" in m]
+    assert [m["step"] for m in logged] == [1, 2]
+    for key in ("kl", "policy_loss", "value_loss", "clip_fraction", "entropy", "response_length", "grad_norm",
+                "completion_tokens_per_s", "time_sampling", "time_scoring", "time_forward", "time_update"):
+        assert key in logged[0], key
+
+
+@pytest.mark.parametrize("options", [{}, {"lora_rank": 4}, {"advantage_estimator": "group"}],
+                         ids=["full", "lora", "group"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, options):
+    run = dict(TINY_RL, max_steps=4, eval_every=2, keep_checkpoints=5, **options)
+    rl(RLConfig(**run, output=str(tmp_path / "straight")))
+    rl(RLConfig(**run, output=str(tmp_path / "resumed")))
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000004")  # killed before this save
+    assert rl(RLConfig(**run, output=str(tmp_path / "resumed"), resume=True))["steps"] == 4
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000004")
+    resumed = weights(tmp_path / "resumed" / "checkpoints" / "step-000004")
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
+    rewards = {run: [m["reward_mean"] for m in metrics(tmp_path / run) if "reward_mean" in m][-2:]
+               for run in ("straight", "resumed")}
+    assert rewards["straight"] == rewards["resumed"]
+
+
+def test_kl_coef_defaults_follow_the_cot_style():
+    assert RLConfig(style="nl").kl_coef == 0.05 and RLConfig(style="python").kl_coef == 0.01
+    assert RLConfig(style="nl", kl_coef=0.2).kl_coef == 0.2
+
+
+def test_configs_that_cannot_work_are_refused():
+    with pytest.raises(ReftuneError, match="num_samples_per_question >= 2"):
+        RLConfig(advantage_estimator="group")
+    with pytest.raises(ReftuneError, match="unknown advantage_estimator"):
+        RLConfig(advantage_estimator="vtrace")
+    with pytest.raises(ReftuneError, match="test split"):
+        RLConfig(dev_split="test")
+
+
+def test_a_runaway_kl_stops_the_run_with_a_report(tmp_path):
+    summary = rl(RLConfig(**{**TINY_RL, "learning_rate": 5e-2}, output=str(tmp_path), max_steps=6,
+                          eval_every=10, max_kl=1e-3))
+    assert summary["stopped"] and "running away" in summary["stopped"] and summary["steps"] < 6
+    assert (tmp_path / "checkpoints" / f"step-{summary['steps']:06d}").exists()
+
+
+def test_a_non_finite_loss_skips_the_update(tmp_path):
+    from reftune.models import PolicyWithValueHead, load_policy
+    from reftune.stages.common import build_accelerator
+    from reftune.stages.ppo import Experience, ppo_update
+
+    accelerator = build_accelerator()
+    model = PolicyWithValueHead(load_policy("tiny").model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sequences = torch.randint(3, 50, (2, 6))
+    response = torch.tensor([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]])
+    advantages = torch.ones(2, 6)
+    advantages[0, 2] = float("nan")
+    zeros = torch.zeros(2, 6)
+    experience = Experience(sequences, torch.ones(2, 6, dtype=torch.long), response, zeros, zeros, zeros,
+                            advantages, zeros)
+    config = RLConfig(micro_batch_size=2, ppo_epochs=2)
+    update = ppo_update(accelerator, model, optimizer, list(model.parameters()), experience, config, True)
+    assert update["skipped_updates"] == 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
