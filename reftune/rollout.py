@@ -129,7 +129,9 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
     mask = prompt_mask.repeat_interleave(k, 0)
     next_position = positions[:, -1].repeat_interleave(k, 0) + 1
 
-    # 2. decode; `active` holds the rows still generating, in cache order
+    # 2. decode; `active` holds the rows still generating, in cache order. Without padding the mask
+    # is all ones and is left out, which lets attention take its unmasked fast path.
+    padded = not bool(prompt_mask.all())
     tokens = torch.full((n, params.max_new_tokens), tokenizer.pad_token_id, device=device)
     logps = torch.zeros(n, params.max_new_tokens, device=device)
     lengths = torch.zeros(n, dtype=torch.long, device=device)
@@ -149,8 +151,8 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
             cache.batch_select_indices(keep)
             active, chosen, mask, next_position = active[keep], chosen[keep], mask[keep], next_position[keep]
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    past_key_values=cache, use_cache=True)
+        out = model(input_ids=chosen[:, None], attention_mask=mask if padded else None,
+                    position_ids=next_position[:, None], past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1].float()
         next_position = next_position + 1
 
