@@ -202,6 +202,9 @@ class RLConfig(TaskOptions, ModelOptions, RunOptions):
     """Passes over each rollout batch (the paper: 2, one minibatch per process)."""
     learning_rate: float = 3e-7
     """AdamW lr, constant (the paper: 3e-7 for 7B models, 3e-6 for Galactica-125M)."""
+    value_head_learning_rate: float | None = None
+    """lr of the value head alone; default: learning_rate (the paper). A fresh head on a small model
+    learns slowly at a policy's lr, and until it learns, GAE gives early tokens little credit."""
     weight_decay: float = 0.0
     """AdamW weight decay (the paper: 0)."""
     max_grad_norm: float = 1.0

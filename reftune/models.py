@@ -260,11 +260,16 @@ class PolicyWithValueHead(nn.Module):
         return self.policy.config
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T)."""
+        """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T).
+
+        values[:, t] is the value of the state in which token t is chosen: the head's output on the
+        hidden state at t - 1, aligned like the token log-probs (0 at t = 0), so GAE credits each
+        token with what choosing it changed.
+        """
         output = self.policy(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids_from(attention_mask), output_hidden_states=True)
         values = self.value_head(output.hidden_states[-1]).squeeze(-1)
-        return output.logits, values
+        return output.logits, torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], dim=1)
 
 
 def position_ids_from(attention_mask: Tensor) -> Tensor:

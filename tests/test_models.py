@@ -95,3 +95,14 @@ def test_model_folder_without_a_tokenizer_is_a_clear_error(tiny_policy, tmp_path
     tiny_policy.model.save_pretrained(tmp_path / "weights-only")
     with pytest.raises(ReftuneError, match="holds no loadable tokenizer"):
         load_policy(str(tmp_path / "weights-only"))
+
+
+def test_the_value_of_a_token_comes_from_the_state_before_it(tiny_policy):
+    """values[:, t] judges the choice of token t, so it must not have seen token t."""
+    model = PolicyWithValueHead(tiny_policy.model)
+    torch.nn.init.normal_(model.value_head.weight)
+    mask = torch.ones(1, 5, dtype=torch.long)
+    _, before = model(torch.tensor([[5, 6, 7, 8, 9]]), mask)
+    _, after = model(torch.tensor([[5, 6, 40, 8, 9]]), mask)  # token 2 changed
+    assert before[0, 0] == 0 and torch.allclose(before[0, :3], after[0, :3])
+    assert not torch.allclose(before[0, 3:], after[0, 3:])

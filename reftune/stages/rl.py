@@ -81,7 +81,11 @@ def rl(config: RLConfig) -> dict:
     tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
     model = PolicyWithValueHead(policy.model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    head = list(model.value_head.parameters())
+    backbone = [p for p in trainable if all(p is not h for h in head)]
+    optimizer = torch.optim.AdamW(
+        [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}],
+        lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
