@@ -137,7 +137,7 @@ def reftune_worker(args, estimator: str) -> dict:
         rl(RLConfig(task="arithmetic", model=str(args.model_dir / "policy"), advantage_estimator=estimator,
                     questions_per_step=args.questions, num_samples_per_question=args.samples,
                     max_new_tokens=args.max_new_tokens, max_steps=args.steps, eval_every=10_000,
-                    eval_limit=1, eval_max_new_tokens=1, micro_batch_size=args.questions * args.samples,
+                    eval_limit=1, eval_max_new_tokens=1,
                     learning_rate=1e-6, kl_coef=0.05, report_to="jsonl", progress=False, output=output))
         steps = [m for m in read_metrics(output) if "reward_mean" in m]
     rows = args.questions * args.samples

@@ -44,18 +44,11 @@ def command_check(args: argparse.Namespace) -> int:
     return 0 if result["gold_cot_correct"] == result["with_cot"] else 1
 
 
-def command_demo(args: argparse.Namespace) -> int:
-    print("reftune demo: the training demo (warm-up SFT, then ReFT against SFT) is not built yet.\n"
-          "Running the end-to-end path that exists: generate the built-in arithmetic task, write each\n"
-          "gold chain of thought in both styles, run the P-CoT programs in the sandbox, and score\n"
-          "everything with the ReFT reward.")
-    failures = 0
-    for style in ("nl", "python"):
-        for split in ("train", "dev", "test"):
-            result = check_gold("arithmetic", style, split, None, None)
-            print_check(result)
-            failures += result["with_cot"] - result["gold_cot_correct"]
-    return 0 if failures == 0 else 1
+def command_demo(config) -> int:
+    from reftune.stages.demo import demo
+
+    demo(config)
+    return 0
 
 
 def command_sft(config) -> int:
@@ -91,14 +84,14 @@ def command_eval(config) -> int:
 def configs():
     from reftune import config
 
-    return {"sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
+    return {"demo": config.DemoConfig, "sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
             "sample": config.SampleConfig}
 
 
 # subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
 # field and --config YAML, and its function receives the resolved config.
 COMMANDS = {
-    "demo": (command_demo, "the main job; for now the data, execution and reward path on arithmetic"),
+    "demo": (command_demo, "the main job: warm-up SFT, then ReFT against SFT on the built-in arithmetic task"),
     "sft": (command_sft, "warm-up SFT (or the SFT baseline) on a task's gold chains of thought"),
     "rl": (command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up"),
     "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
@@ -108,7 +101,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reftune.config import add_config_arguments
+    from reftune.options import add_config_arguments
     from reftune.tasks import STYLES, TASKS
 
     parser = argparse.ArgumentParser(prog="reftune", description=__doc__.splitlines()[0])
@@ -132,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config_class = configs().get(args.command)
         if config_class:
-            from reftune.config import resolve_config
+            from reftune.options import resolve_config
 
             return COMMANDS[args.command][0](resolve_config(config_class, args))
         return COMMANDS[args.command][0](args)

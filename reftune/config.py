@@ -1,18 +1,8 @@
 """One config dataclass per stage, built from small option groups; the docstring under each field is
-its `--help` text. `resolve_config` merges a YAML file and command-line flags (flags win).
-"""
+its `--help` text (reftune.options turns them into flags and reads YAML)."""
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import textwrap
-import types
-import typing
-from dataclasses import dataclass, fields
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass
 
 from reftune.errors import ReftuneError
 
@@ -37,6 +27,9 @@ class TaskOptions:
     """nl (N-CoT) or python (P-CoT, programs executed in the sandbox)."""
     data: str | None = None
     """A data file or folder (holding train / dev / test files); default: built in or the HF hub."""
+    task_options: str = ""
+    """Knobs of the task as key=value,key=value (arithmetic: max_number, min_steps, max_steps,
+    group_probability, seed)."""
 
 
 @dataclass(kw_only=True)
@@ -82,11 +75,34 @@ def _check_common(config) -> None:
         raise ReftuneError(f"unknown task {config.task!r}: use one of {sorted(TASKS)}")
     if config.style not in STYLES:
         raise ReftuneError(f"unknown style {config.style!r}: use one of {list(STYLES)}")
+    parse_task_options(config.task_options)
     if config.lora_rank < 0:
         raise ReftuneError(f"lora_rank must be >= 0, got {config.lora_rank}")
     unknown = set(sinks(config.report_to)) - {"jsonl", "tensorboard", "wandb"}
     if unknown:
         raise ReftuneError(f"unknown report_to {sorted(unknown)}: use jsonl, tensorboard, wandb")
+
+
+def parse_task_options(text: str) -> dict:
+    """"max_number=10,max_steps=3" -> {"max_number": 10, "max_steps": 3}; numbers become numbers.
+
+    >>> parse_task_options("max_number=10, group_probability=0.2")
+    {'max_number': 10, 'group_probability': 0.2}
+    """
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ReftuneError(f"task_options: {item!r} is not key=value (e.g. max_number=10,max_steps=3)")
+        for kind in (int, float):
+            try:
+                options[key.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key.strip()] = value.strip()
+    return options
 
 
 def sinks(report_to: str) -> list[str]:
@@ -112,6 +128,8 @@ class SFTConfig(TaskOptions, ModelOptions, RunOptions):
     """Passes over the training set (the paper's warm-up: 2 on GSM8K; 10 for the 125M model)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs when reached first)."""
+    max_seconds: float | None = None
+    """Stop (evaluating and checkpointing first) once training has run this long: a compute budget."""
     batch_size: int = 48
     """Examples per optimizer step over all processes (the paper: 48)."""
     micro_batch_size: int = 8
@@ -239,6 +257,8 @@ class RLConfig(TaskOptions, ModelOptions, RunOptions):
     """Passes over the training questions (the paper: 300; 700 for the 125M model)."""
     max_steps: int | None = None
     """Stop after this many steps (overrides epochs when reached first)."""
+    max_seconds: float | None = None
+    """Stop (evaluating and checkpointing first) once training has run this long: a compute budget."""
     eval_every: int = 50
     """Evaluate on dev and checkpoint every N steps (and at the end)."""
     eval_limit: int | None = 200
@@ -279,82 +299,49 @@ class RLConfig(TaskOptions, ModelOptions, RunOptions):
             raise ReftuneError("--resume continues the run in --output: name that folder")
 
 
-# ---- YAML + flags -----------------------------------------------------------------------------
-@cache
-def field_docs(cls) -> dict[str, str]:
-    """The docstring under each field, read from the source of `cls` and its bases."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
-                docs[node.target.id] = " ".join(str(after.value.value).split())
-    return docs
+@dataclass(kw_only=True)
+class DemoConfig(RunOptions):
+    """The whole method on the built-in arithmetic task: base model, warm-up SFT, then ReFT against
+    continued SFT with the same compute, both judged on a held-out test split."""
+
+    model: str = "arithmetic-base"
+    """arithmetic-base: a tiny model pretrained by reftune on generated text (built once, cached);
+    or any model name that --model takes elsewhere (a folder, a hub id, smollm2-135m)."""
+    quick: bool = False
+    """A smoke run in about 2 minutes (smaller model and data): it shows the pipeline, it proves nothing."""
+    task_options: str = "max_number=5,min_steps=2,max_steps=3"
+    """The arithmetic generator's knobs (see `reftune sft --help`), for the base corpus and every stage."""
+    train_questions: int = 400
+    """Training questions, each with one gold CoT (the paper's setting: one annotated path)."""
+    dev_questions: int = 100
+    """Dev questions: checkpoints are chosen on them."""
+    test_questions: int = 300
+    """Held-out test questions: the comparison is made on them."""
+    warmup_epochs: int = 4
+    """Warm-up SFT epochs."""
+    sft_learning_rate: float = 1e-3
+    """lr of the warm-up and of the continued-SFT branch."""
+    branch_seconds: float = 150.0
+    """Compute given to each branch after the warm-up (wall-clock seconds on this machine)."""
+    rl_learning_rate: float = 1e-4
+    """lr of the ReFT branch's policy."""
+    value_head_learning_rate: float = 3e-3
+    """lr of the ReFT branch's value head (a fresh head on a small model learns slowly otherwise)."""
+    num_samples_per_question: int = 4
+    """ReFT samples per question per step."""
+    questions_per_step: int = 16
+    """ReFT questions per step."""
+    vote_samples: int = 8
+    """Samples per test question for majority voting (temperature 1)."""
+    max_new_tokens: int = 160
+    """Longest response when sampling and evaluating."""
+
+    def __post_init__(self):
+        for name in ("train_questions", "dev_questions", "test_questions", "warmup_epochs", "vote_samples",
+                     "num_samples_per_question", "questions_per_step", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ReftuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.branch_seconds <= 0:
+            raise ReftuneError("branch_seconds must be > 0")
 
 
-def _scalar_type(cls, name: str):
-    hint = typing.get_type_hints(cls)[name]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    return hint
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field; defaults stay out of the namespace so a flag given can win over YAML."""
-    parser.add_argument("--config", help="a YAML file of options (field names as keys); flags override it")
-    for field in fields(cls):
-        kind = _scalar_type(cls, field.name)
-        default = field.default if field.default is not dataclasses.MISSING else None
-        help_text = f"{field_docs(cls).get(field.name, '')} (default: {default})"
-        flag = "--" + field.name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text,
-                                metavar=field.name.upper())
-
-
-def read_yaml_options(path: str | Path, cls) -> dict:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ReftuneError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ReftuneError(f"config file {path} is not valid YAML: {exc}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ReftuneError(f"config file {path} must hold a mapping of option: value")
-    options = {str(key).replace("-", "_"): value for key, value in loaded.items()}
-    names = {field.name for field in fields(cls)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ReftuneError(f"config file {path}: unknown options {unknown} for this command; "
-                           f"known: {sorted(names)}")
-    for name, value in options.items():
-        kind = _scalar_type(cls, name)
-        if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-            raise ReftuneError(f"config file {path}: {name} should be {kind.__name__}, got {value!r}")
-    return options
-
-
-def resolve_config(cls, args: argparse.Namespace):
-    """YAML options (if --config), then the flags given; validated by the dataclass."""
-    options = read_yaml_options(args.config, cls) if getattr(args, "config", None) else {}
-    names = {field.name for field in fields(cls)}
-    options.update({name: value for name, value in vars(args).items() if name in names})
-    return cls(**options)
-
-
-def config_to_yaml(config) -> str:
-    import yaml
-
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

@@ -24,13 +24,6 @@ def test_a_users_mistake_is_one_line_without_a_trace(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
-def test_demo_runs_the_existing_end_to_end_path(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "not built yet" in out
-    assert "arithmetic (python, test): 500 examples, 500 with a gold CoT, 500 of them scored 1.0" in out
-
-
 def test_help_lists_every_subcommand(capsys):
     import pytest
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from reftune.cli import configs
-from reftune.config import read_yaml_options
+from reftune.options import read_yaml_options
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
 
@@ -18,3 +18,17 @@ def test_preset_builds_its_commands_config(preset):
     config_class = configs()[preset.parent.name]
     config = config_class(**read_yaml_options(preset, config_class))
     assert config.task in preset.name
+
+
+def test_task_options_reach_the_task_and_bad_ones_are_refused():
+    from reftune.config import SFTConfig, parse_task_options
+    from reftune.errors import ReftuneError
+    from reftune.stages.common import load_examples
+
+    config = SFTConfig(task="arithmetic", task_options="max_number=5,max_steps=2")
+    task, examples = load_examples(config, "dev", 20)
+    assert task.config.max_number == 5 and task.config.max_steps == 2
+    with pytest.raises(ReftuneError, match="not key=value"):
+        parse_task_options("max_number")
+    with pytest.raises(ReftuneError, match="takes no options"):
+        load_examples(SFTConfig(task="gsm8k", task_options="max_number=5"), "train")

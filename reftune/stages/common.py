@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from reftune.config import config_to_yaml
+from reftune.options import config_to_yaml
 from reftune.errors import ReftuneError
 
 
@@ -76,9 +76,10 @@ def parse_split(split: str) -> tuple[str, slice]:
 
 
 def load_examples(config, split: str, limit: int | None = None):
+    from reftune.config import parse_task_options
     from reftune.tasks import get_task
 
-    task = get_task(config.task, style=config.style)
+    task = get_task(config.task, style=config.style, **parse_task_options(config.task_options))
     name, part = parse_split(split)
     examples = task.load(name, config.data)[part]
     if not examples:
@@ -95,6 +96,15 @@ def load_model(config, device, tokenizer_texts: list[str] | None = None, name: s
     return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
                        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=tiny,
                        tokenizer_texts=tokenizer_texts, seed=config.seed)
+
+
+def budget_spent(accelerator, started: float, max_seconds: float | None) -> bool:
+    """True once any process has run `max_seconds` since `started`; all processes agree, so they
+    stop at the same step."""
+    if max_seconds is None:
+        return False
+    spent = torch.tensor(float(time.perf_counter() - started >= max_seconds), device=accelerator.device)
+    return bool(accelerator.reduce(spent, reduction="sum") > 0)
 
 
 def shard(items: list, accelerator) -> list:

@@ -32,28 +32,39 @@ def row_chunks(num_rows: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, num_rows)) for start in range(0, num_rows, size)]
 
 
+def used_columns(attention_mask: Tensor) -> slice:
+    """The columns where some row of a micro-batch has a real token: (n, L) -> a slice. Left padding
+    of the longest prompt and right padding of the longest response, when no row of this
+    micro-batch reaches them, are skipped: the same result for less compute."""
+    used = attention_mask.any(dim=0).nonzero()
+    return slice(int(used[0]), int(used[-1]) + 1)
+
+
 @torch.no_grad()
 def policy_forward(model, sequences: Tensor, attention_mask: Tensor, micro_batch_size: int
                    ) -> tuple[Tensor, Tensor]:
     """Token log-probs and values of the policy with its value head: (N, L) each, one pass."""
-    logps, values = [], []
+    logps = torch.zeros(sequences.shape, device=sequences.device)
+    values = torch.zeros_like(logps)
     for rows in row_chunks(len(sequences), micro_batch_size):
-        logits, value = model(sequences[rows], attention_mask[rows])
-        logps.append(token_logps(logits, sequences[rows]))
-        values.append(value.float())
-    return torch.cat(logps), torch.cat(values)
+        columns = used_columns(attention_mask[rows])
+        logits, value = model(sequences[rows, columns], attention_mask[rows, columns])
+        logps[rows, columns] = token_logps(logits, sequences[rows, columns])
+        values[rows, columns] = value.float()
+    return logps, values
 
 
 @torch.no_grad()
 def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, micro_batch_size: int) -> Tensor:
     """Token log-probs under the reference policy (a causal LM): (N, L)."""
-    logps = []
+    logps = torch.zeros(sequences.shape, device=sequences.device)
     for rows in row_chunks(len(sequences), micro_batch_size):
-        mask = attention_mask[rows]
-        logits = reference(input_ids=sequences[rows], attention_mask=mask,
+        columns = used_columns(attention_mask[rows])
+        mask = attention_mask[rows, columns]
+        logits = reference(input_ids=sequences[rows, columns], attention_mask=mask,
                            position_ids=position_ids_from(mask)).logits
-        logps.append(token_logps(logits, sequences[rows]))
-    return torch.cat(logps)
+        logps[rows, columns] = token_logps(logits, sequences[rows, columns])
+    return logps
 
 
 def ppo_update(accelerator, model, optimizer, trainable, experience: Experience, config,
@@ -68,24 +79,25 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     for epoch in range(config.ppo_epochs):
         finite = torch.ones((), device=accelerator.device)
         for index, rows in enumerate(chunks):
-            mask = experience.response_mask[rows]
+            cols = used_columns(experience.attention_mask[rows])
+            mask = experience.response_mask[rows, cols]
             weight = mask.sum() / num_tokens  # this micro-batch's share of the minibatch's tokens
             syncing = index == len(chunks) - 1
             with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
-                logits, values = model(experience.sequences[rows], experience.attention_mask[rows])
-                logps = token_logps(logits, experience.sequences[rows])
-                pg_loss, clipped = policy_loss(logps, experience.old_logps[rows],
-                                               experience.advantages[rows], mask, config.clip_range)
+                logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols])
+                logps = token_logps(logits, experience.sequences[rows, cols])
+                pg_loss, clipped = policy_loss(logps, experience.old_logps[rows, cols],
+                                               experience.advantages[rows, cols], mask, config.clip_range)
                 loss = pg_loss
                 if use_values:
-                    vf_loss = value_loss(values.float(), experience.values[rows], experience.returns[rows],
+                    vf_loss = value_loss(values.float(), experience.values[rows, cols], experience.returns[rows, cols],
                                          mask, config.value_clip_range)
                     loss = loss + config.vf_coef * vf_loss
                 else:  # keep the unused value head in the graph: DDP insists every parameter is
                     vf_loss = values.sum() * 0.0
                     loss = loss + vf_loss
                 if config.kl_in == "loss":
-                    kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[rows], config.kl_estimator), mask)
+                    kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[rows, cols], config.kl_estimator), mask)
                     loss = loss + config.kl_coef * kl_loss
                     totals["kl_loss"] += float(kl_loss.detach()) * float(weight) / config.ppo_epochs
                 finite *= torch.isfinite(loss.detach()).float()

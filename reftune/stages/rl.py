@@ -24,8 +24,8 @@ from reftune.errors import ReftuneError
 from reftune.models import PolicyWithValueHead, is_lora, save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (as_dict, build_accelerator, load_examples, load_model, output_folder,
-                                   save_config, seed_everything, shard)
+from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
+                                   output_folder, save_config, seed_everything, shard)
 from reftune.stages.evaluate import greedy_accuracy
 from reftune.stages.ppo import Experience, policy_forward, ppo_update, reference_forward
 from reftune.stages.sft import epoch_order, tokenizer_texts
@@ -155,7 +155,8 @@ def rl(config: RLConfig) -> dict:
             stopped = (f"the mean KL to the reference reached {metrics['kl']:.2f} (> max_kl {config.max_kl}) "
                        f"at step {state['step']}: the policy is running away from the warm-up model; "
                        f"lower learning_rate or raise kl_coef")
-        if state["step"] % config.eval_every == 0 or state["step"] == total_steps or stopped:
+        out_of_time = budget_spent(accelerator, started, config.max_seconds)
+        if state["step"] % config.eval_every == 0 or state["step"] == total_steps or stopped or out_of_time:
             dev_accuracy = greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,
                                            config.eval_max_new_tokens, config.micro_batch_size * 2)
             tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
@@ -169,6 +170,8 @@ def rl(config: RLConfig) -> dict:
             if main:
                 bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
                           f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+        if out_of_time:
+            break
         if stopped:
             if main:
                 bar.write(f"reftune rl: stopping: {stopped}")

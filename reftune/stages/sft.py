@@ -20,8 +20,8 @@ from reftune.checkpoint import copy_model, latest_checkpoint, read_trainer_state
 from reftune.config import SFTConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import position_ids_from, save_pretrained
-from reftune.stages.common import (as_dict, build_accelerator, load_examples, load_model, output_folder,
-                                   save_config, seed_everything, shard)
+from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
+                                   output_folder, save_config, seed_everything, shard)
 from reftune.stages.evaluate import greedy_accuracy
 from reftune.tracking import Tracker, progress_bar
 
@@ -179,7 +179,8 @@ def sft(config: SFTConfig) -> dict:
 
         # 5. evaluate on dev, checkpoint, keep the best
         every = config.eval_every or steps_per_epoch
-        if state["step"] % every == 0 or state["step"] == total_steps:
+        out_of_time = budget_spent(accelerator, started, config.max_seconds)
+        if state["step"] % every == 0 or state["step"] == total_steps or out_of_time:
             unwrapped = accelerator.unwrap_model(model)
             dev_accuracy = greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,
                                            config.eval_max_new_tokens, config.micro_batch_size * 2)
@@ -196,6 +197,8 @@ def sft(config: SFTConfig) -> dict:
             if main:
                 bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
                           f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+        if out_of_time:
+            break
 
     # 6. summary
     bar.close()

@@ -94,7 +94,9 @@ class Task:
     hub_dataset: ClassVar[tuple[str, str | None] | None] = None  # (HF dataset id, config)
     partial_reward: ClassVar[bool] = True  # 0.1 for a parsed but wrong answer (numeric tasks)
 
-    def __init__(self, style: str = "nl"):
+    def __init__(self, style: str = "nl", **options):
+        if options:
+            raise ReftuneError(f"task {self.name!r} takes no options, got {sorted(options)}")
         if style not in STYLES:
             raise ReftuneError(f"unknown style {style!r} for task {self.name!r}: use one of {STYLES}")
         self.style = style

@@ -1,0 +1,89 @@
+"""`reftune demo --quick` end to end, and its HTML report rendered in headless Chromium."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from reftune.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """One quick demo run (base model built into a private cache): its folder and printed output."""
+    folder = tmp_path_factory.mktemp("demo")
+    saved = os.environ.get("REFTUNE_CACHE")
+    os.environ["REFTUNE_CACHE"] = str(folder / "cache")
+    try:
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["demo", "--quick", "--output", str(folder / "run"), "--no-progress"]) == 0
+    finally:
+        if saved is None:
+            os.environ.pop("REFTUNE_CACHE", None)
+        else:
+            os.environ["REFTUNE_CACHE"] = saved
+    return folder / "run", out.getvalue()
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+@pytest.mark.slow
+def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
+    run, printed = quick_demo
+    summary = json.loads((run / "summary.json").read_text())
+    page = (run / "report.html").read_text()
+    markdown = (run / "report.md").read_text()
+    for name in ("warm-up", "SFT", "ReFT"):
+        figures = summary["results"][name]
+        line = f"| {name} | {percent(figures['top1'])} | {percent(figures['vote'])} | {percent(figures['dev'])} |"
+        assert line in printed and line in markdown
+        assert f"<td>{name}</td><td>{percent(figures['top1'])}</td>" in page
+    assert "Report: " in printed and summary["verdict"] in printed
+    plots = sorted(p.name for p in (run / "plots").glob("*.png"))
+    assert {"dev_accuracy.png", "train_reward.png", "kl.png", "value_loss.png", "sft_loss.png"} <= set(plots)
+    assert page.count("data:image/png;base64,") == len(plots)
+    assert (run / "config.yaml").exists()
+    for branch in ("warmup", "sft", "reft"):
+        assert (run / branch / "metrics.jsonl").exists()
+    assert 'class="example' in page
+
+
+def chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (.ci/run does: apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    return [found, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium_with_table_and_plots(quick_demo, tmp_path):
+    import matplotlib.image
+
+    run, _ = quick_demo
+    browser = chromium()
+    url = (run / "report.html").resolve().as_uri()
+    dom = subprocess.run([*browser, f"--user-data-dir={tmp_path / 'a'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    plots = len(list((run / "plots").glob("*.png")))
+    assert f'data-images-loaded="{plots}"' in dom, "not every plot decoded in the browser"
+    ours = json.loads((run / "summary.json").read_text())["results"]["ReFT"]
+    assert f"<td>ReFT</td><td>{percent(ours['top1'])}</td>" in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([*browser, f"--user-data-dir={tmp_path / 'b'}", "--window-size=1200,1400",
+                    f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    not_white = (pixels < 0.9).any(axis=-1).mean()
+    # matplotlib's first line colour (#1f77b4) drawn in the plots, and the table's header tint (#eef)
+    plot_blue = ((abs(pixels - [0.12, 0.47, 0.71]) < 0.08).all(axis=-1)).sum()
+    header_tint = ((abs(pixels - [0.933, 0.933, 1.0]) < 0.02).all(axis=-1)).sum()
+    assert not_white > 0.02 and plot_blue > 100 and header_tint > 100, (not_white, plot_blue, header_tint)
