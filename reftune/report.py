@@ -10,13 +10,17 @@ from pathlib import Path
 from reftune.tracking import read_metrics
 
 
-def series(folder: Path, key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of one metric from a run folder's metrics.jsonl."""
-    points = [(m["step"], m[key]) for m in read_metrics(folder) if key in m]
+def series(folder: Path, key: str, x: str = "step") -> tuple[list[float], list[float]]:
+    """(x, values) of one metric from a run folder's metrics.jsonl; x is "step" or "seconds" since
+    the run's first record (the axis on which runs with different step costs compare)."""
+    metrics = read_metrics(folder)
+    start = metrics[0]["time"] if metrics else 0.0
+    points = [(m["step"] if x == "step" else m["time"] - start, m[key]) for m in metrics if key in m]
     return [s for s, _ in points], [v for _, v in points]
 
 
-def plot(path: Path, title: str, ylabel: str, lines: dict[str, tuple[list, list]]) -> Path | None:
+def plot(path: Path, title: str, ylabel: str, lines: dict[str, tuple[list, list]],
+         xlabel: str = "step") -> Path | None:
     """One PNG with a line per name; None when there is nothing to draw."""
     lines = {name: xy for name, xy in lines.items() if xy[0]}
     if not lines:
@@ -30,7 +34,7 @@ def plot(path: Path, title: str, ylabel: str, lines: dict[str, tuple[list, list]
     for name, (steps, values) in lines.items():
         axis.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
     axis.set_title(title)
-    axis.set_xlabel("step")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend()
@@ -48,7 +52,8 @@ def branch_plots(folder: Path, branches: dict[str, Path]) -> list[Path]:
     sft_runs = {name: run for name, run in branches.items() if name not in rl_runs}
     made = [
         plot(plots_dir / "dev_accuracy.png", "dev accuracy (greedy) during each run", "accuracy",
-             {name: series(run, "dev_accuracy") for name, run in branches.items()}),
+             {name: series(run, "dev_accuracy", x="seconds") for name, run in branches.items()},
+             xlabel="seconds of training"),
         plot(plots_dir / "train_reward.png", "ReFT: mean reward of the samples", "reward",
              {name: series(run, "reward_mean") for name, run in rl_runs.items()}),
         plot(plots_dir / "kl.png", "ReFT: KL to the warm-up model (per sequence)", "KL",

@@ -83,7 +83,7 @@ def demo(config: DemoConfig) -> dict:
                 micro_batch_size=16, eval_every=10, output=str(folder / "reft")))
     say(f"[4/5] SFT branch: {plan.branch_seconds:.0f} s of continued SFT from the same checkpoint")
     sft(SFTConfig(**sft_options, model=warm, epochs=1000, max_seconds=plan.branch_seconds,
-                  eval_every=max(1, plan.train_questions // batch), output=str(folder / "sft")))
+                  eval_every=max(1, 2 * plan.train_questions // batch), output=str(folder / "sft")))
 
     # 4. the held-out test: greedy top-1 and majority vote
     say(f"[5/5] test: {plan.test_questions} held-out questions, greedy and vote@{plan.vote_samples}")
