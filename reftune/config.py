@@ -325,6 +325,8 @@ class DemoConfig(RunOptions):
     """Compute given to each branch after the warm-up (wall-clock seconds on this machine)."""
     rl_learning_rate: float = 1e-4
     """lr of the ReFT branch's policy."""
+    advantage_estimator: str = "gae"
+    """The ReFT branch's advantages: gae (the paper, value head) or group (no value head)."""
     value_head_learning_rate: float = 3e-3
     """lr of the ReFT branch's value head (a fresh head on a small model learns slowly otherwise)."""
     num_samples_per_question: int = 4

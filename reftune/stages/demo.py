@@ -79,6 +79,7 @@ def demo(config: DemoConfig) -> dict:
     rl(RLConfig(**common, model=warm, max_train_examples=plan.train_questions, max_seconds=plan.branch_seconds,
                 questions_per_step=min(config.questions_per_step, plan.train_questions),
                 num_samples_per_question=config.num_samples_per_question, learning_rate=config.rl_learning_rate,
+                advantage_estimator=config.advantage_estimator,
                 value_head_learning_rate=config.value_head_learning_rate, max_new_tokens=plan.max_new_tokens,
                 micro_batch_size=16, eval_every=10, output=str(folder / "reft")))
     say(f"[4/5] SFT branch: {plan.branch_seconds:.0f} s of continued SFT from the same checkpoint")
