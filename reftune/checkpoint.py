@@ -47,6 +47,17 @@ def complete_checkpoints(output: str | Path) -> list[Path]:
     return sorted(found, key=lambda path: path.name)
 
 
+def start_or_resume(output: str | Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run. A fresh run into a folder that holds
+    another run's checkpoints is refused: pruning old checkpoints would delete that run's work."""
+    if resume:
+        return latest_checkpoint(output)
+    if (Path(output) / "checkpoints").exists() and any((Path(output) / "checkpoints").iterdir()):
+        raise ReftuneError(f"{output} already holds checkpoints of an earlier run: add --resume to "
+                           f"continue it, or choose a new --output")
+    return None
+
+
 def latest_checkpoint(output: str | Path) -> Path:
     found = complete_checkpoints(output)
     if not found:

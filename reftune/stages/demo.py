@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reftune.config import DemoConfig, EvalConfig, RLConfig, SFTConfig
+from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
 from reftune.stages.common import output_folder, save_config
 
@@ -56,6 +57,9 @@ def demo(config: DemoConfig) -> dict:
     from reftune.stages.sft import sft
 
     started = time.perf_counter()
+    if config.output and Path(config.output).exists() and any(Path(config.output).iterdir()):
+        raise ReftuneError(f"--output {config.output} already holds files: the demo writes a new report "
+                           f"folder; choose a new --output (or leave it out for runs/demo-<time>)")
     folder = output_folder(config, "demo")
     save_config(config, folder, announce=False)
     plan = make_plan(config)

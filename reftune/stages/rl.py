@@ -18,7 +18,7 @@ import torch
 
 from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, token_rewards, whiten
 from reftune.algorithms.losses import explained_variance, kl_penalty
-from reftune.checkpoint import copy_model, latest_checkpoint, read_trainer_state, save_checkpoint
+from reftune.checkpoint import copy_model, read_trainer_state, save_checkpoint, start_or_resume
 from reftune.config import RLConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import PolicyWithValueHead, is_lora, save_pretrained
@@ -64,7 +64,7 @@ def rl(config: RLConfig) -> dict:
     accelerator = build_accelerator()
     main, processes = accelerator.is_main_process, accelerator.num_processes
     folder = output_folder(config, "rl")
-    resume_from = latest_checkpoint(folder) if config.resume else None
+    resume_from = start_or_resume(folder, config.resume)
     if main:
         save_config(config, folder, announce=config.progress)
     seed_everything(config.seed + accelerator.process_index)  # each process samples differently

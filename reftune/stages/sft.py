@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from reftune.algorithms.losses import sft_loss_sum
-from reftune.checkpoint import copy_model, latest_checkpoint, read_trainer_state, save_checkpoint
+from reftune.checkpoint import copy_model, read_trainer_state, save_checkpoint, start_or_resume
 from reftune.config import SFTConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import position_ids_from, save_pretrained
@@ -106,7 +106,7 @@ def sft(config: SFTConfig) -> dict:
     accelerator = build_accelerator()
     main = accelerator.is_main_process
     folder = output_folder(config, "sft")
-    resume_from = latest_checkpoint(folder) if config.resume else None
+    resume_from = start_or_resume(folder, config.resume)
     if main:
         save_config(config, folder, announce=config.progress)
     seed_everything(config.seed)

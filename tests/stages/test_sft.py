@@ -106,3 +106,11 @@ def test_sft_learns_a_handful_of_arithmetic_questions(tmp_path):
                             learning_rate=3e-3, warmup_ratio=0.05, eval_max_new_tokens=120,
                             report_to="jsonl", progress=False, output=str(tmp_path)))
     assert summary["best_dev_accuracy"] >= 0.9
+
+
+def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_and_loses_nothing(tmp_path):
+    sft(SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=1))
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    with pytest.raises(ReftuneError, match="already holds checkpoints of an earlier run"):
+        sft(SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=1))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
