@@ -18,7 +18,7 @@ import torch
 
 from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, token_rewards, whiten
 from reftune.algorithms.losses import explained_variance, kl_penalty
-from reftune.checkpoint import copy_model, read_trainer_state, save_checkpoint, start_or_resume
+from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
 from reftune.config import RLConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import PolicyWithValueHead, is_lora, save_pretrained
@@ -160,16 +160,11 @@ def rl(config: RLConfig) -> dict:
             dev_accuracy = greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,
                                            config.eval_max_new_tokens, config.micro_batch_size * 2)
             tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
-            improved = dev_accuracy > state["best_dev_accuracy"]
-            if improved:
-                state.update(best_dev_accuracy=dev_accuracy, best_step=state["step"])
-            checkpoint = save_checkpoint(accelerator, folder, state["step"], dict(state, epoch=epoch),
-                                         export_model(unwrapped, tokenizer), config.keep_checkpoints)
-            if improved and main:
-                copy_model(checkpoint / "model", folder / "best")
+            state["epoch"] = epoch
+            line = checkpoint_keeping_best(accelerator, folder, state, dev_accuracy,
+                                           export_model(unwrapped, tokenizer), config.keep_checkpoints)
             if main:
-                bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
-                          f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+                bar.write(f"step {state['step']}/{total_steps}: {line}")
         if out_of_time:
             break
         if stopped:

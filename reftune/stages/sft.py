@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from reftune.algorithms.losses import sft_loss_sum
-from reftune.checkpoint import copy_model, read_trainer_state, save_checkpoint, start_or_resume
+from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
 from reftune.config import SFTConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import position_ids_from, save_pretrained
@@ -186,17 +186,12 @@ def sft(config: SFTConfig) -> dict:
                                            config.eval_max_new_tokens, config.micro_batch_size * 2)
             model.train()
             tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
-            improved = dev_accuracy > state["best_dev_accuracy"]
-            if improved:
-                state.update(best_dev_accuracy=dev_accuracy, best_step=state["step"])
-            checkpoint = save_checkpoint(accelerator, folder, state["step"], dict(state, epoch=epoch),
-                                         lambda path: save_pretrained(unwrapped, tokenizer, path),
-                                         config.keep_checkpoints)
-            if improved and main:
-                copy_model(checkpoint / "model", folder / "best")
+            state["epoch"] = epoch
+            line = checkpoint_keeping_best(accelerator, folder, state, dev_accuracy,
+                                           lambda path: save_pretrained(unwrapped, tokenizer, path),
+                                           config.keep_checkpoints)
             if main:
-                bar.write(f"step {state['step']}/{total_steps}: dev accuracy {dev_accuracy:.1%} "
-                          f"(best {state['best_dev_accuracy']:.1%} at step {state['best_step']})")
+                bar.write(f"step {state['step']}/{total_steps}: {line}")
         if out_of_time:
             break
 
