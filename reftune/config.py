@@ -83,6 +83,22 @@ def _check_common(config) -> None:
         raise ReftuneError(f"unknown report_to {sorted(unknown)}: use jsonl, tensorboard, wandb")
 
 
+def require_at_least_one(config, *names: str) -> None:
+    """Refuse a config whose named counts are below 1, naming the first."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ReftuneError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def check_training_run(config) -> None:
+    """What every training stage needs: checkpoints chosen off the test split; --resume with --output."""
+    if config.dev_split.split("[")[0] == "test":
+        raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
+                           "chosen on the data it is judged on; use dev (or a split of train)")
+    if config.resume and not config.output:
+        raise ReftuneError("--resume continues the run in --output: name that folder")
+
+
 def parse_task_options(text: str) -> dict:
     """"max_number=10,max_steps=3" -> {"max_number": 10, "max_steps": 3}; numbers become numbers.
 
@@ -154,18 +170,10 @@ class SFTConfig(TaskOptions, ModelOptions, RunOptions):
 
     def __post_init__(self):
         _check_common(self)
-        if self.dev_split.split("[")[0] == "test":
-            raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
-                               "chosen on the data it is judged on; use dev (or a split of train)")
-        positive = {"batch_size": self.batch_size, "micro_batch_size": self.micro_batch_size,
-                    "epochs": self.epochs, "max_length": self.max_length, "keep_checkpoints": self.keep_checkpoints}
-        for name, value in positive.items():
-            if value < 1:
-                raise ReftuneError(f"{name} must be >= 1, got {value}")
+        check_training_run(self)
+        require_at_least_one(self, "batch_size", "micro_batch_size", "epochs", "max_length", "keep_checkpoints")
         if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
             raise ReftuneError("need learning_rate > 0 and 0 <= warmup_ratio < 1")
-        if self.resume and not self.output:
-            raise ReftuneError("--resume continues the run in --output: name that folder")
 
 
 @dataclass(kw_only=True)
@@ -286,17 +294,11 @@ class RLConfig(TaskOptions, ModelOptions, RunOptions):
                                "num_samples_per_question >= 2 (e.g. 4)")
         if self.kl_estimator not in ("k1", "k2", "k3") or self.kl_in not in ("reward", "loss"):
             raise ReftuneError("kl_estimator must be k1, k2 or k3 and kl_in reward or loss")
-        if self.dev_split.split("[")[0] == "test":
-            raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
-                               "chosen on the data it is judged on")
-        for name in ("questions_per_step", "micro_batch_size", "ppo_epochs", "epochs", "eval_every",
-                     "num_samples_per_question", "keep_checkpoints", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ReftuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_training_run(self)
+        require_at_least_one(self, "questions_per_step", "micro_batch_size", "ppo_epochs", "epochs", "eval_every",
+                             "num_samples_per_question", "keep_checkpoints", "max_new_tokens")
         if self.learning_rate <= 0 or self.kl_coef < 0 or self.temperature <= 0:
             raise ReftuneError("need learning_rate > 0, kl_coef >= 0 and temperature > 0")
-        if self.resume and not self.output:
-            raise ReftuneError("--resume continues the run in --output: name that folder")
 
 
 @dataclass(kw_only=True)
@@ -339,10 +341,8 @@ class DemoConfig(RunOptions):
     """Longest response when sampling and evaluating."""
 
     def __post_init__(self):
-        for name in ("train_questions", "dev_questions", "test_questions", "warmup_epochs", "vote_samples",
-                     "num_samples_per_question", "questions_per_step", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ReftuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least_one(self, "train_questions", "dev_questions", "test_questions", "warmup_epochs",
+                             "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         if self.branch_seconds <= 0:
             raise ReftuneError("branch_seconds must be > 0")
 

@@ -39,10 +39,11 @@ class Plan:
 
 
 def make_plan(config: DemoConfig) -> Plan:
+    from reftune.models import TinySpec
     from reftune.stages.pretrain import BaseSpec
 
     if config.quick:
-        return Plan(BaseSpec(hidden_size=64, num_layers=2, corpus_problems=1500, corpus_statements=3000,
+        return Plan(BaseSpec(model=TinySpec(hidden_size=64, num_layers=2), corpus_problems=1500, corpus_statements=3000,
                              steps=150, block_size=128, task_options=config.task_options), min(config.train_questions, 64),
                     min(config.dev_questions, 16), min(config.test_questions, 32), 2, 12.0, 4, 120)
     return Plan(BaseSpec(task_options=config.task_options), config.train_questions, config.dev_questions, config.test_questions,

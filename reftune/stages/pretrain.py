@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from reftune.models import TinySpec
 from reftune.tracking import progress_bar
 
 
@@ -28,10 +29,8 @@ from reftune.tracking import progress_bar
 class BaseSpec:
     """What identifies a cached base model: change any field and a new one is built."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    vocab_size: int = 400
+    model: TinySpec = TinySpec(hidden_size=128, num_layers=4, num_heads=4, vocab_size=400)
+    """The tiny model's size."""
     corpus_problems: int = 6000
     """Worked problems in the corpus (train bucket only)."""
     corpus_statements: int = 20000
@@ -109,7 +108,7 @@ def pack(texts: list[str], tokenizer, block_size: int) -> torch.Tensor:
 
 def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Path:
     """The cached base model folder, built first when missing (a few minutes on 2 CPU cores)."""
-    from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
+    from reftune.models import build_tiny_model, build_tiny_tokenizer, save_pretrained
     from reftune.stages.sft import linear_warmup_decay
 
     folder = spec.folder()
@@ -117,10 +116,8 @@ def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Pa
         return folder
     started = time.perf_counter()
     texts = corpus(spec)
-    tokenizer = build_tiny_tokenizer(texts, spec.vocab_size)
-    tiny = TinySpec(hidden_size=spec.hidden_size, num_layers=spec.num_layers, num_heads=spec.num_heads,
-                    vocab_size=spec.vocab_size, max_positions=1024)
-    model = build_tiny_model(tokenizer, tiny, spec.seed)
+    tokenizer = build_tiny_tokenizer(texts, spec.model.vocab_size)
+    model = build_tiny_model(tokenizer, spec.model, spec.seed)
     blocks = pack(texts, tokenizer, spec.block_size)
     generator = torch.Generator().manual_seed(spec.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
