@@ -1,4 +1,5 @@
-"""Choosing and scoring answers from samples: accuracy, majority vote, pass@k. Pure functions."""
+"""Choosing and scoring answers from samples: accuracy, majority vote, verifier reranking, pass@k,
+and the AUC a verifier is judged by. Pure functions."""
 from __future__ import annotations
 
 from math import comb
@@ -67,3 +68,48 @@ def pass_at_k_levels(num_samples: int) -> list[int]:
         levels.append(k)
         k *= 2
     return levels + [num_samples]
+
+
+def rerank(answers: Sequence, scores: Sequence[float]):
+    """The answer of the sample a verifier scores highest, among samples with an answer (the
+    paper's reward-model reranking); None when no sample has one. A tie goes to the earlier sample.
+
+    >>> rerank([None, 3.0, 5.0, 5.0], [0.99, 0.2, 0.7, 0.4])
+    5.0
+    >>> rerank([None, None], [0.5, 0.9]) is None
+    True
+    """
+    if len(answers) != len(scores):
+        raise ValueError(f"{len(answers)} answers but {len(scores)} scores")
+    best = None
+    for answer, score in zip(answers, scores):
+        if answer is not None and (best is None or score > best[1]):
+            best = (answer, score)
+    return None if best is None else best[0]
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative
+    (ties count half). 0.5 is chance; nan when one class is missing.
+
+    >>> roc_auc([0.9, 0.8, 0.3, 0.1], [True, False, True, False])
+    0.75
+    >>> roc_auc([0.5, 0.5], [True, False])
+    0.5
+    """
+    positives = [s for s, label in zip(scores, labels) if label]
+    negatives = [s for s, label in zip(scores, labels) if not label]
+    if not positives or not negatives:
+        return float("nan")
+    # Rank-sum form (Mann-Whitney U), O(n log n): average ranks over ties.
+    ordered = sorted((s, bool(label)) for s, label in zip(scores, labels))
+    rank_sum, start = 0.0, 0
+    while start < len(ordered):
+        end = start
+        while end < len(ordered) and ordered[end][0] == ordered[start][0]:
+            end += 1
+        average_rank = (start + 1 + end) / 2
+        rank_sum += average_rank * sum(label for _, label in ordered[start:end])
+        start = end
+    n_pos, n_neg = len(positives), len(negatives)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from reftune.selection import accuracy, majority_vote, pass_at_k
+from reftune.selection import accuracy, majority_vote, pass_at_k, rerank, roc_auc
 from reftune.tasks.answers import numbers_equal
 
 
@@ -35,3 +35,27 @@ def test_pass_at_k_refuses_impossible_counts():
 def test_accuracy_of_hand_made_results():
     assert accuracy([True, True, False, False, False]) == 0.4
     assert accuracy([]) == 0.0
+
+
+def test_rerank_and_vote_on_hand_made_samples_match_hand_computed_answers():
+    # Question 1: the vote picks the common wrong answer, the verifier the rare right one.
+    answers = [12.0, 12.0, None, 15.0, 12.0]
+    scores = [0.30, 0.20, 0.95, 0.80, 0.10]  # the top score has no answer: it cannot be picked
+    assert majority_vote(answers, numbers_equal) == 12.0
+    assert rerank(answers, scores) == 15.0
+    # Question 2: equal top scores go to the earlier sample; no sample with an answer gives None.
+    assert rerank([4.0, 9.0], [0.5, 0.5]) == 4.0
+    assert rerank([None, None, None], [0.1, 0.2, 0.3]) is None
+    with pytest.raises(ValueError):
+        rerank([1.0], [0.1, 0.2])
+
+
+def test_roc_auc_matches_counting_every_positive_negative_pair():
+    scores = [0.1, 0.4, 0.4, 0.35, 0.8, 0.9, 0.4, 0.05]
+    labels = [False, True, False, True, True, False, True, False]
+    pairs = [(p, n) for p, lp in zip(scores, labels) if lp for n, ln in zip(scores, labels) if not ln]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert roc_auc(scores, labels) == pytest.approx(expected)
+    assert roc_auc([1, 2, 3], [False, True, True]) == 1.0
+    assert roc_auc([3, 2, 1], [False, True, True]) == 0.0
+    assert roc_auc([1, 2], [True, True]) != roc_auc([1, 2], [True, True])  # nan: one class only
