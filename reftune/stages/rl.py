@@ -28,7 +28,7 @@ from reftune.stages.common import (as_dict, budget_spent, build_accelerator, loa
                                    output_folder, save_config, seed_everything, shard)
 from reftune.stages.evaluate import greedy_accuracy
 from reftune.stages.ppo import Experience, policy_forward, ppo_update, reference_forward
-from reftune.stages.sft import epoch_order, tokenizer_texts
+from reftune.stages.sft import epoch_order, tokenizer_texts, training_pairs
 from reftune.tracking import Tracker, progress_bar
 
 
@@ -77,7 +77,8 @@ def rl(config: RLConfig) -> dict:
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or steps_per_epoch * config.epochs)
 
     # The warm-up model is the policy's start and the reference; the value head shares its backbone.
-    policy = load_model(config, accelerator.device, tokenizer_texts(task, train, dev))
+    policy = load_model(config, accelerator.device,
+                        tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
     tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
     model = PolicyWithValueHead(policy.model)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -36,12 +36,17 @@ class EncodedExample:
         return len(self.input_ids) - self.num_prompt_tokens
 
 
-def encode_examples(task, tokenizer, examples, max_length: int) -> tuple[list[EncodedExample], int]:
-    """Token ids of prompt + target + EOS per example; also how many were skipped as too long."""
+def training_pairs(task, examples) -> list[tuple[str, str]]:
+    """(prompt, SFT target) per example: the gold CoTs. Self-training adds sampled CoTs as pairs."""
+    return [(task.prompt(example), task.target(example)) for example in examples]
+
+
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> tuple[list[EncodedExample], int]:
+    """Token ids of prompt + target + EOS per pair; also how many were skipped as too long."""
     encoded, skipped = [], 0
-    for example in examples:
-        prompt = tokenizer(task.prompt(example))["input_ids"]
-        target = tokenizer(task.target(example), add_special_tokens=False)["input_ids"]
+    for prompt_text, target_text in pairs:
+        prompt = tokenizer(prompt_text)["input_ids"]
+        target = tokenizer(target_text, add_special_tokens=False)["input_ids"]
         ids = prompt + target + [tokenizer.eos_token_id]
         if len(ids) > max_length:
             skipped += 1
@@ -81,13 +86,34 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def tokenizer_texts(task, train, dev) -> list[str]:
+def tokenizer_texts(pairs: list[tuple[str, str]], prompts: list[str]) -> list[str]:
     """What the `tiny` model's in-memory tokenizer is fitted to: the texts it will read and write."""
-    return [task.prompt(e) + task.target(e) for e in train] + [task.prompt(e) for e in dev]
+    return [prompt + target for prompt, target in pairs] + prompts
 
 
-def plan_steps(config: SFTConfig, num_examples: int, num_processes: int) -> tuple[int, int, int]:
-    """(steps per epoch, total steps, micro-batches per step per process), or a clear error."""
+def nll_backward(accelerator, model, parts: list[tuple[list[EncodedExample], float]], micro_batch_size: int,
+                 pad_id: int) -> list[float]:
+    """Backpropagate sum over parts of scale * (summed target NLL of the part's examples), in
+    micro-batches of this process's examples; gradients are synchronised across processes on the
+    last micro-batch only. Returns each part's summed NLL."""
+    chunks = [(index, examples[start:start + micro_batch_size])
+              for index, (examples, _) in enumerate(parts) for start in range(0, len(examples), micro_batch_size)]
+    sums = [0.0] * len(parts)
+    for position, (index, examples) in enumerate(chunks):
+        micro = collate(examples, pad_id, accelerator.device)
+        syncing = position == len(chunks) - 1
+        with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
+            logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"],
+                           position_ids=position_ids_from(micro["attention_mask"])).logits
+            loss = sft_loss_sum(logits, micro["input_ids"], micro["target_mask"])
+            accelerator.backward(loss * parts[index][1])
+        sums[index] += float(loss.detach())
+    return sums
+
+
+def plan_steps(config: SFTConfig, num_examples: int, num_processes: int) -> tuple[int, int]:
+    """(steps per epoch, total steps), or a clear error when a step cannot be split evenly into
+    micro-batches over the processes."""
     per_pass = config.micro_batch_size * num_processes
     if config.batch_size % per_pass:
         raise ReftuneError(f"batch_size {config.batch_size} must be a multiple of micro_batch_size "
@@ -97,34 +123,36 @@ def plan_steps(config: SFTConfig, num_examples: int, num_processes: int) -> tupl
                            f"({num_examples} usable examples): lower --batch-size")
     steps_per_epoch = num_examples // config.batch_size
     total = steps_per_epoch * config.epochs
-    return steps_per_epoch, min(total, config.max_steps or total), config.batch_size // per_pass
+    return steps_per_epoch, min(total, config.max_steps or total)
 
 
-def sft(config: SFTConfig) -> dict:
-    """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
+def sft(config: SFTConfig, pairs: list[tuple[str, str]] | None = None, stage: str = "sft") -> dict:
+    """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary.
+    pairs: (prompt, target) texts to train on instead of the gold CoTs of the train split (Offline-ST)."""
     # 1. the run folder, the data
     accelerator = build_accelerator()
     main = accelerator.is_main_process
-    folder = output_folder(config, "sft")
+    folder = output_folder(config, stage)
     resume_from = start_or_resume(folder, config.resume)
     if main:
         save_config(config, folder, announce=config.progress)
     seed_everything(config.seed)
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    pairs = pairs if pairs is not None else training_pairs(task, train)
 
     # 2. the model (from the checkpoint when resuming: its tokenizer is the one trained with)
-    policy = load_model(config, accelerator.device, tokenizer_texts(task, train, dev),
+    policy = load_model(config, accelerator.device, tokenizer_texts(pairs, [task.prompt(e) for e in dev]),
                         name=str(resume_from / "model") if resume_from else None)
     model, tokenizer = policy.model, policy.tokenizer
-    encoded, skipped = encode_examples(task, tokenizer, train, config.max_length)
+    encoded, skipped = encode_pairs(tokenizer, pairs, config.max_length)
     if not encoded:
-        raise ReftuneError(f"all {len(train)} training examples are longer than max_length="
+        raise ReftuneError(f"all {len(pairs)} training examples are longer than max_length="
                            f"{config.max_length} tokens: raise --max-length")
     if skipped and main:
-        print(f"reftune sft: {skipped} of {len(train)} training examples are longer than max_length="
+        print(f"reftune {stage}: {skipped} of {len(pairs)} training examples are longer than max_length="
               f"{config.max_length} tokens and were skipped; raise --max-length to keep them", flush=True)
-    steps_per_epoch, total_steps, accumulation = plan_steps(config, len(encoded), accelerator.num_processes)
+    steps_per_epoch, total_steps = plan_steps(config, len(encoded), accelerator.num_processes)
 
     # 3. optimizer and schedule, resumed when asked
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -153,24 +181,15 @@ def sft(config: SFTConfig) -> dict:
         # Sum of NLL over the step's target tokens / their number, whatever the split into micro-batches
         # and processes (DDP averages gradients over processes, hence the factor).
         step_tokens = sum(e.num_target_tokens for e in batch)
-        scale = accelerator.num_processes / step_tokens
-        mine, loss_sum = shard(batch, accelerator), torch.zeros((), device=accelerator.device)
-        for index in range(accumulation):
-            micro = collate(mine[index * config.micro_batch_size:(index + 1) * config.micro_batch_size],
-                            tokenizer.pad_token_id, accelerator.device)
-            syncing = index == accumulation - 1
-            with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
-                logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"],
-                               position_ids=position_ids_from(micro["attention_mask"])).logits
-                loss = sft_loss_sum(logits, micro["input_ids"], micro["target_mask"])
-                accelerator.backward(loss * scale)
-            loss_sum += loss.detach()
+        [loss_sum] = nll_backward(accelerator, model, [(shard(batch, accelerator), accelerator.num_processes / step_tokens)],
+                                  config.micro_batch_size, tokenizer.pad_token_id)
         grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
-        metrics = {"loss": accelerator.reduce(loss_sum, reduction="sum").item() / step_tokens,
+        loss_sum = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), reduction="sum")
+        metrics = {"loss": loss_sum.item() / step_tokens,
                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
                    "target_tokens_per_s": step_tokens / (time.perf_counter() - step_started)}
         tracker.log(metrics, state["step"])

@@ -21,12 +21,12 @@ def test_two_steps_move_the_parameters_and_write_a_checkpoint_transformers_reloa
     from transformers import AutoModelForCausalLM
 
     from reftune.stages.common import load_examples, load_model
-    from reftune.stages.sft import tokenizer_texts
+    from reftune.stages.sft import tokenizer_texts, training_pairs
 
     config = SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=2, seed=3)
     task, train = load_examples(config, "train", config.max_train_examples)
     _, dev = load_examples(config, "dev", config.eval_limit)
-    initial = load_model(config, "cpu", tokenizer_texts(task, train, dev)).model.state_dict()
+    initial = load_model(config, "cpu", tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev])).model.state_dict()
 
     assert sft(config)["steps"] == 2
     checkpoint = tmp_path / "checkpoints" / "step-000002"
