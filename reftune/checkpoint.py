@@ -41,16 +41,17 @@ def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: d
 
 
 def checkpoint_keeping_best(accelerator, output: str | Path, state: dict, dev_accuracy: float,
-                            export: Callable[[Path], None], keep: int) -> str:
-    """Record the step's dev accuracy in `state`, write the step's checkpoint, and copy its model to
-    OUTPUT/best when it is the best so far. Returns a line for the progress bar."""
+                            export: Callable[[Path], None], keep: int, metric: str = "dev accuracy") -> str:
+    """Record the step's dev score (accuracy, or what `metric` names) in `state`, write the step's
+    checkpoint, and copy its model to OUTPUT/best when it is the best so far. Returns a line for the
+    progress bar."""
     improved = dev_accuracy > state["best_dev_accuracy"]
     if improved:
         state.update(best_dev_accuracy=dev_accuracy, best_step=state["step"])
     checkpoint = save_checkpoint(accelerator, output, state["step"], dict(state), export, keep)
     if improved and accelerator.is_main_process:
         copy_model(checkpoint / "model", Path(output) / "best")
-    return (f"dev accuracy {dev_accuracy:.1%} (best {state['best_dev_accuracy']:.1%} "
+    return (f"{metric} {dev_accuracy:.1%} (best {state['best_dev_accuracy']:.1%} "
             f"at step {state['best_step']})")
 
 

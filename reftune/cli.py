@@ -71,11 +71,48 @@ def command_rl(config) -> int:
     return 0
 
 
+def command_offline_st(config) -> int:
+    from reftune.stages.offline_st import offline_st
+
+    summary = offline_st(config)
+    print(f"offline-st: trained on {summary['train_examples']} CoTs ({summary['data']['sampled_cots_kept']} sampled, "
+          f"{summary['data']['gold_cots']} gold); best dev accuracy {summary['best_dev_accuracy']:.1%} at step "
+          f"{summary['best_step']}; model: {summary['best_model']}")
+    return 0
+
+
+def command_online_st(config) -> int:
+    from reftune.stages.online_st import online_st
+
+    summary = online_st(config)
+    print(f"online-st: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
+          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
+    return 0
+
+
+def command_verifier(config) -> int:
+    from reftune.stages.verifier import verifier
+
+    summary = verifier(config)
+    train = summary["balance"]["train"]
+    print(f"verifier: {summary['steps']} steps on {train['samples']} distinct samples ({train['right_fraction']:.1%} "
+          f"right); best dev AUC {summary['best_dev_auc']:.3f} at step {summary['best_step']}; "
+          f"verifier: {summary['best_model']} (use it with reftune eval --mode rerank --verifier)")
+    return 0
+
+
+def command_compare(config) -> int:
+    from reftune.stages.compare import compare
+
+    compare(config)
+    return 0
+
+
 def command_eval(config) -> int:
     from reftune.stages.evaluate import evaluate
 
     summary = evaluate(config)
-    figures = {k: v for k, v in summary.items() if "accuracy" in k or k.startswith("pass@")}
+    figures = {k: v for k, v in summary.items() if "accuracy" in k or k.startswith(("pass@", "upper_bound@"))}
     print(f"{config.task} ({config.style}, {config.split}, {summary['questions']} questions): "
           + ", ".join(f"{k} {v:.1%}" for k, v in figures.items()) + f"; written to {config.output}")
     return 0
@@ -85,7 +122,8 @@ def configs():
     from reftune import config
 
     return {"demo": config.DemoConfig, "sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
-            "sample": config.SampleConfig}
+            "sample": config.SampleConfig, "offline-st": config.OfflineSTConfig, "online-st": config.OnlineSTConfig,
+            "verifier": config.VerifierConfig, "compare": config.CompareConfig}
 
 
 # subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
@@ -96,6 +134,10 @@ COMMANDS = {
     "rl": (command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up"),
     "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
     "sample": (command_eval, "sample K CoTs per question and write them with answers and rewards"),
+    "offline-st": (command_offline_st, "baseline: SFT the base model on the warm-up model's correct samples and the gold CoTs"),
+    "online-st": (command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold CoTs"),
+    "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
+    "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
     "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),
 }
 

@@ -272,6 +272,61 @@ class PolicyWithValueHead(nn.Module):
         return output.logits, torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], dim=1)
 
 
+# ---- verifier -----------------------------------------------------------------------------------
+VERIFIER_HEAD = "verifier_head.safetensors"
+
+
+class Verifier(nn.Module):
+    """A correctness classifier for reranking: a scalar head on the last hidden state of a causal
+    LM's final token (the EOS after the completion), initialised from an SFT or ReFT checkpoint."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # P(correct) starts at 0.5 for every sample
+        nn.init.zeros_(self.head.bias)
+        parameter = next(backbone.parameters())
+        self.head.to(device=parameter.device, dtype=parameter.dtype)
+        # The vocabulary projection plays no part in the score: an untied one is frozen, or DDP
+        # would wait for its gradient.
+        output, inputs = backbone.get_output_embeddings(), backbone.get_input_embeddings()
+        if output is not None and output.weight is not inputs.weight:
+            output.weight.requires_grad_(False)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """input_ids, attention_mask: (B, T), padded on either side. Returns the logit of P(correct)
+        at each row's last real token: (B,)."""
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids_from(attention_mask), output_hidden_states=True,
+                               logits_to_keep=1)  # the vocabulary projection is not needed
+        columns = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask.bool() * columns).argmax(dim=1)
+        hidden = output.hidden_states[-1][torch.arange(len(last), device=last.device), last]
+        return self.head(hidden).squeeze(-1).float()
+
+
+def save_verifier(verifier: Verifier, tokenizer, folder: str | os.PathLike) -> None:
+    """The backbone as a HF folder (LoRA merged) plus verifier_head.safetensors."""
+    from safetensors.torch import save_file
+
+    save_pretrained(verifier.backbone, tokenizer, folder)
+    save_file({k: v.contiguous() for k, v in verifier.head.state_dict().items()}, str(Path(folder) / VERIFIER_HEAD))
+
+
+def load_verifier(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[Verifier, object]:
+    """A verifier written by save_verifier, and its tokenizer."""
+    from safetensors.torch import load_file
+
+    head = Path(folder) / VERIFIER_HEAD
+    if not head.exists():
+        raise ReftuneError(f"{folder} is not a verifier (no {VERIFIER_HEAD}): train one with `reftune verifier`")
+    policy = load_policy(str(folder), device=device)
+    verifier = Verifier(policy.model)
+    verifier.head.load_state_dict(load_file(str(head), device=str(device)))
+    return verifier.eval(), policy.tokenizer
+
+
 def position_ids_from(attention_mask: Tensor) -> Tensor:
     """Positions that skip left padding: (B, T) -> (B, T), 0 at each row's first real token."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -66,6 +66,32 @@ def branch_plots(folder: Path, branches: dict[str, Path]) -> list[Path]:
     return [path for path in made if path]
 
 
+def bar_chart(path: Path, title: str, groups: dict[str, dict[str, float | None]], ylabel: str = "accuracy (%)") -> Path:
+    """Grouped bars: one group per method, one bar per column (missing values are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(dict.fromkeys(column for values in groups.values() for column in values))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 3.6), dpi=100)
+    width = 0.8 / max(1, len(columns))
+    for offset, column in enumerate(columns):
+        xs = [i + offset * width for i, values in enumerate(groups.values()) if values.get(column) is not None]
+        heights = [100 * values[column] for values in groups.values() if values.get(column) is not None]
+        bars = axis.bar(xs, heights, width, label=column)
+        axis.bar_label(bars, fmt="%.1f", fontsize=7)
+    axis.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(groups))], list(groups))
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     """
     >>> print(markdown_table(["a", "b"], [[1, "x"]]))

@@ -52,12 +52,14 @@ class VerifierConfig(TrainingSamplesOptions, SFTConfig):
     dev_samples_per_question: int = 10
     """CoTs sampled per dev question (by --sampler) to measure the verifier's AUC and pick its best
     checkpoint."""
+    dev_samples: str | None = None
+    """A JSONL of CoTs already sampled for the dev split, instead of sampling them."""
 
     def __post_init__(self):
         super().__post_init__()
         self.check_samples()
-        if not self.sampler:
-            raise ReftuneError("the verifier's dev AUC needs dev samples: name --sampler")
+        if not self.sampler and not self.dev_samples:
+            raise ReftuneError("the verifier's dev AUC needs dev samples: name --sampler (or --dev-samples)")
         require_at_least_one(self, "dev_samples_per_question")
 
 

@@ -11,7 +11,7 @@ import torch
 from reftune.config import EvalConfig
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import SamplingParams, sample
-from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels
+from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.tasks import Example, Task
 from reftune.tracking import progress_bar
 
@@ -25,6 +25,7 @@ class QuestionSamples:
     answers: list            # extracted answer per completion, None where there is none
     rewards: list[float]     # the ReFT reward per completion
     finished: list[bool] = field(default_factory=list)  # False: cut at max_new_tokens
+    scores: list[float] = field(default_factory=list)   # the verifier's P(correct), when reranking
 
     @property
     def correct(self) -> list[bool]:
@@ -32,10 +33,15 @@ class QuestionSamples:
 
     def to_json(self, task: Task) -> dict:
         voted = majority_vote(self.answers, task.is_correct)
-        return {"id": self.example.id, "question": self.example.question, "gold": self.example.answer,
-                "samples": self.completions, "answers": self.answers, "rewards": self.rewards,
-                "correct": self.correct, "finished": self.finished, "vote": voted,
-                "vote_correct": voted is not None and task.is_correct(voted, self.example.answer)}
+        row = {"id": self.example.id, "question": self.example.question, "gold": self.example.answer,
+               "samples": self.completions, "answers": self.answers, "rewards": self.rewards,
+               "correct": self.correct, "finished": self.finished, "vote": voted,
+               "vote_correct": voted is not None and task.is_correct(voted, self.example.answer)}
+        if self.scores:
+            picked = rerank(self.answers, self.scores)
+            row.update(verifier_scores=self.scores, rerank=picked,
+                       rerank_correct=picked is not None and task.is_correct(picked, self.example.answer))
+        return row
 
 
 def sample_questions(task: Task, model, tokenizer, examples: list[Example], params: SamplingParams,
@@ -78,7 +84,31 @@ def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
             [v is not None and task.is_correct(v, r.example.answer) for v, r in zip(votes, results)])
         for level in pass_at_k_levels(k):
             summary[f"pass@{level}"] = sum(pass_at_k(k, sum(r.correct), level) for r in results) / len(results)
+    if all(r.scores for r in results):
+        picks = [rerank(r.answers, r.scores) for r in results]
+        summary[f"rerank@{k}_accuracy"] = accuracy(
+            [p is not None and task.is_correct(p, r.example.answer) for p, r in zip(picks, results)])
+        summary[f"upper_bound@{k}"] = accuracy([any(r.correct) for r in results])  # some sample is right
     return summary
+
+
+def add_verifier_scores(accelerator, task: Task, verifier_folder: str, results: list[QuestionSamples],
+                        batch_size: int) -> list[QuestionSamples]:
+    """The results with each sample's P(correct) under the verifier (each process scores its share)."""
+    from dataclasses import replace
+
+    from accelerate.utils import gather_object
+
+    from reftune.models import load_verifier
+    from reftune.stages.common import shard
+    from reftune.stages.verifier import verifier_scores
+
+    verifier, tokenizer = load_verifier(verifier_folder, accelerator.device)
+    mine = shard(list(enumerate(results)), accelerator)
+    scored = [(index, replace(result, scores=verifier_scores(
+        verifier, tokenizer, [(task.prompt(result.example), c) for c in result.completions], batch_size)))
+        for index, result in mine]
+    return [result for _, result in sorted(gather_object(scored), key=lambda pair: pair[0])]
 
 
 def greedy_accuracy(accelerator, task: Task, model, tokenizer, examples: list[Example],
@@ -96,10 +126,9 @@ def greedy_accuracy(accelerator, task: Task, model, tokenizer, examples: list[Ex
 
 def evaluate(config: EvalConfig) -> dict:
     """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
-    from accelerate.utils import gather_object
-
     from reftune.stages.common import (build_accelerator, load_examples, load_model, output_folder,
-                                       save_config, seed_everything, shard)
+                                       save_config, seed_everything)
+    from reftune.stages.samples import sample_split, write_samples
 
     # 1. the run folder, the data and the model
     accelerator = build_accelerator()
@@ -112,23 +141,20 @@ def evaluate(config: EvalConfig) -> dict:
     texts = [task.prompt(e) + (task.target(e) if e.cot else "") for e in examples]
     policy = load_model(config, accelerator.device, tokenizer_texts=texts)
 
-    # 2. sample each process's share of the questions
+    # 2. sample each process's share of the questions; score with the verifier when reranking
     params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
                             max_new_tokens=config.max_new_tokens, num_samples=config.num_samples)
-    generator = torch.Generator(device=accelerator.device).manual_seed(config.seed + accelerator.process_index)
     started = time.perf_counter()
-    mine = sample_questions(task, policy.model, policy.tokenizer, shard(examples, accelerator), params,
-                            config.batch_size, generator, show_progress=config.progress and main)
-    position = {example.id: index for index, example in enumerate(examples)}
-    results = sorted(gather_object(mine), key=lambda r: position[r.example.id])
+    results = sample_split(accelerator, task, policy.model, policy.tokenizer, examples, params, config.batch_size,
+                           config.seed, config.progress and main)
+    if config.mode == "rerank":
+        results = add_verifier_scores(accelerator, task, config.verifier, results, config.batch_size)
 
     # 3. score and write
     summary = {"model": config.model, "task": config.task, "style": config.style, "split": config.split,
-               **summarize(task, results, params.greedy),
+               "mode": config.mode, **summarize(task, results, params.greedy),
                "seconds": round(time.perf_counter() - started, 2)}
     if main:
-        with open(folder / f"{config.split}-samples.jsonl", "w") as out:
-            for result in results:
-                out.write(json.dumps(result.to_json(task)) + "\n")
+        write_samples(folder / f"{config.split}-samples.jsonl", task, results)
         (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -1,0 +1,95 @@
+"""`reftune compare`: the paper's table for a user's runs. Every model is evaluated on the same split
+with the same sampling: greedy top-1, majority vote over K samples and, given a verifier, reranking
+of the same K samples (with the upper bound: any of the K right).
+
+1. find each run's model (its best/ folder, or the folder itself);
+2. evaluate each: greedy, then K samples scored by vote (and by the verifier);
+3. the table to the console, compare.md, compare.json, and report.html with a bar chart.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from reftune.config import CompareConfig, EvalConfig, parse_runs
+from reftune.errors import ReftuneError
+from reftune.stages.common import output_folder, save_config
+
+
+def model_folder(run: str | Path) -> str:
+    """A run folder's best model, or the folder itself when it is a model folder."""
+    run = Path(run)
+    for candidate in (run / "best", run):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise ReftuneError(f"{run} is neither a run folder with a best/ model nor a model folder "
+                       f"(no config.json): did that run finish its first evaluation?")
+
+
+def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_samples: int,
+                    verifier: str | None, temperature: float = 1.0) -> dict[str, dict]:
+    """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]."""
+    from reftune.stages.evaluate import evaluate
+
+    results = {}
+    for name, model in models.items():
+        slug = name.lower().replace(" ", "-")
+        greedy = evaluate(EvalConfig(**evaluation, model=model, output=str(folder / "eval" / f"{slug}-greedy")))
+        sampled = evaluate(EvalConfig(**evaluation, model=model, temperature=temperature, num_samples=num_samples,
+                                      mode="rerank" if verifier else "vote", verifier=verifier,
+                                      output=str(folder / "eval" / f"{slug}-sampled")))
+        results[name] = {"top1": greedy["top1_accuracy"], "vote": sampled[f"vote@{num_samples}_accuracy"],
+                         "rerank": sampled.get(f"rerank@{num_samples}_accuracy"),
+                         "upper_bound": sampled.get(f"upper_bound@{num_samples}", sampled[f"pass@{num_samples}"]),
+                         "greedy_samples": str(folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl")}
+    return results
+
+
+def table(results: dict[str, dict], num_samples: int) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the comparison table (percentages; "-" where there is no verifier)."""
+    headers = ["method", "top-1", f"vote@{num_samples}", f"rerank@{num_samples}", f"any right@{num_samples}"]
+    rows = [[name] + [f"{100 * r[key]:.1f}%" if r[key] is not None else "-"
+                      for key in ("top1", "vote", "rerank", "upper_bound")] for name, r in results.items()]
+    return headers, rows
+
+
+def write_comparison(folder: Path, title: str, summary_line: str, results: dict[str, dict], num_samples: int,
+                     config_text: str, plots: list[Path] = ()) -> Path:
+    """compare.json, compare.md and report.html (bar chart first, then any other plots)."""
+    from reftune.report import bar_chart, example_completions, markdown_table, write_html
+
+    headers, rows = table(results, num_samples)
+    (folder / "plots").mkdir(exist_ok=True)
+    chart = bar_chart(folder / "plots" / "methods.png", title,
+                      {name: {"top-1": r["top1"], f"vote@{num_samples}": r["vote"], f"rerank@{num_samples}": r["rerank"]}
+                       for name, r in results.items()})
+    (folder / "compare.json").write_text(json.dumps(results, indent=1))
+    (folder / "compare.md").write_text(f"# {title}\n\n{summary_line}\n\n{markdown_table(headers, rows)}\n")
+    examples = {name: example_completions(Path(r["greedy_samples"]), right=1, wrong=1) for name, r in results.items()}
+    return write_html(folder / "report.html", title, summary_line, headers, rows, [chart, *plots], examples,
+                      config_text)
+
+
+def compare(config: CompareConfig) -> dict:
+    from reftune.options import config_to_yaml
+    from reftune.report import markdown_table
+
+    started = time.perf_counter()
+    folder = output_folder(config, "compare")
+    save_config(config, folder, announce=config.progress)
+    # 1. the models
+    models = {name: model_folder(run) for name, run in parse_runs(config.runs).items()}
+    # 2. the same evaluation for each
+    evaluation = dict(task=config.task, style=config.style, data=config.data, task_options=config.task_options,
+                      split=config.split, limit=config.limit, max_new_tokens=config.max_new_tokens,
+                      batch_size=config.batch_size, seed=config.seed, progress=config.progress, report_to="jsonl")
+    results = evaluate_models(models, folder, evaluation, config.num_samples, config.verifier, config.temperature)
+    # 3. the table and the report
+    summary_line = (f"{config.task} ({config.style}), split {config.split}: greedy top-1, and vote / rerank over "
+                    f"the same {config.num_samples} samples at temperature {config.temperature}"
+                    + ("" if config.verifier else " (no --verifier: no rerank column)"))
+    report = write_comparison(folder, f"reftune compare: {config.task}", summary_line, results, config.num_samples,
+                              config_to_yaml(config))
+    print(f"\n{markdown_table(*table(results, config.num_samples))}\n\nReport: {report}", flush=True)
+    return {"results": results, "report": str(report), "seconds": round(time.perf_counter() - started, 1)}

@@ -1,0 +1,129 @@
+"""Online self-training (the paper's Online-ST baseline): like ReFT it samples from the policy as it
+trains, but it learns only from the samples that are right, by maximum likelihood.
+
+Each step:
+1. sample num_samples_per_question CoTs per question from the current policy;
+2. score them; keep the correct, finished ones;
+3. loss = w * NLL(correct samples) + (1 - w) * NLL(gold CoTs of the batch), each NLL a mean over its
+   tokens on all processes (the paper: w = 0.5); no reference model, no KL;
+4. one clipped AdamW step;
+5. log, evaluate on dev, checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
+from reftune.config import OnlineSTConfig, sinks
+from reftune.errors import ReftuneError
+from reftune.models import save_pretrained
+from reftune.rewards import CORRECT_REWARD, score_answer
+from reftune.rollout import SamplingParams, sample
+from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
+                                   output_folder, save_config, seed_everything, shard)
+from reftune.stages.evaluate import greedy_accuracy
+from reftune.stages.sft import encode_pairs, epoch_order, nll_backward, tokenizer_texts, training_pairs
+from reftune.tracking import Tracker, progress_bar
+
+
+def online_st(config: OnlineSTConfig) -> dict:
+    """Run Online-ST from the warm-up model; returns a summary."""
+    accelerator = build_accelerator()
+    main, processes = accelerator.is_main_process, accelerator.num_processes
+    folder = output_folder(config, "online-st")
+    resume_from = start_or_resume(folder, config.resume)
+    if main:
+        save_config(config, folder, announce=config.progress)
+    seed_everything(config.seed + accelerator.process_index)  # each process samples differently
+    task, train = load_examples(config, config.train_split, config.max_train_examples)
+    _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    if config.questions_per_step % processes or len(train) < config.questions_per_step:
+        raise ReftuneError(f"questions_per_step {config.questions_per_step} must be a multiple of the "
+                           f"{processes} processes and at most the {len(train)} training questions")
+    steps_per_epoch = len(train) // config.questions_per_step
+    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or steps_per_epoch * config.epochs)
+
+    policy = load_model(config, accelerator.device,
+                        tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
+    tokenizer = policy.tokenizer
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(policy.model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
+    if resume_from:
+        accelerator.load_state(str(resume_from / "state"))  # weights, optimizer, RNG of every process
+        state = read_trainer_state(resume_from)
+    params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                            max_new_tokens=config.max_new_tokens, num_samples=config.num_samples_per_question)
+    tracker = Tracker(folder, sinks(config.report_to), as_dict(config), enabled=main)
+    bar = progress_bar(total_steps, "online-st", config.progress and main, initial=state["step"])
+    started = time.perf_counter()
+
+    for step in range(state["step"], total_steps):
+        step_started = time.perf_counter()
+        epoch, position = divmod(step, steps_per_epoch)
+        questions = [train[i] for i in epoch_order(len(train), config.seed, epoch)
+                     [position * config.questions_per_step:(position + 1) * config.questions_per_step]]
+        mine = shard(questions, accelerator)
+
+        # 1. sample from the current policy
+        model.eval()
+        rollout = sample(unwrapped, tokenizer, [task.prompt(q) for q in mine], params)
+        # 2. keep the correct, finished samples
+        answers = task.extract_answers(rollout.texts)
+        k = params.num_samples
+        scores = [score_answer(task, answer, mine[row // k].answer) for row, answer in enumerate(answers)]
+        correct = [(task.prompt(mine[row // k]), rollout.texts[row]) for row, score in enumerate(scores)
+                   if score == CORRECT_REWARD and rollout.finished[row]]
+        samples, _ = encode_pairs(tokenizer, correct, config.max_length)
+        golds, _ = encode_pairs(tokenizer, training_pairs(task, mine), config.max_length)
+        # 3. w * NLL(correct samples) + (1 - w) * NLL(gold CoTs), token means over all processes
+        counts = torch.tensor([sum(e.num_target_tokens for e in samples), sum(e.num_target_tokens for e in golds),
+                               sum(scores), float(len(scores)), float(len(correct)), rollout.num_generated_tokens],
+                              device=accelerator.device)
+        sample_tokens, gold_tokens, reward_sum, rows, kept, generated = accelerator.reduce(counts, reduction="sum").tolist()
+        parts = [(golds, (1 - config.sample_weight) * processes / max(gold_tokens, 1))]
+        if sample_tokens:
+            parts.insert(0, (samples, config.sample_weight * processes / sample_tokens))
+        model.train()
+        sums = nll_backward(accelerator, model, parts, config.micro_batch_size, tokenizer.pad_token_id)
+        # 4. one clipped step
+        grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+
+        # 5. log, evaluate on dev, checkpoint
+        gold_nll = accelerator.reduce(torch.tensor(sums[-1], device=accelerator.device), reduction="sum").item()
+        metrics = {"reward_mean": reward_sum / rows, "sample_accuracy": kept / rows, "correct_samples_trained": kept,
+                   "gold_nll": gold_nll / max(gold_tokens, 1), "grad_norm": float(grad_norm), "epoch": epoch,
+                   "completion_tokens_per_s": generated / (time.perf_counter() - step_started)}
+        tracker.log(metrics, state["step"])
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
+        out_of_time = budget_spent(accelerator, started, config.max_seconds)
+        if state["step"] % config.eval_every == 0 or state["step"] == total_steps or out_of_time:
+            dev_accuracy = greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,
+                                           config.eval_max_new_tokens, config.micro_batch_size * 2)
+            tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
+            state["epoch"] = epoch
+            line = checkpoint_keeping_best(accelerator, folder, state, dev_accuracy,
+                                           lambda path: save_pretrained(unwrapped, tokenizer, path),
+                                           config.keep_checkpoints)
+            if main:
+                bar.write(f"step {state['step']}/{total_steps}: {line}")
+        if out_of_time:
+            break
+
+    bar.close()
+    tracker.close()
+    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"],
+               "best_step": state["best_step"], "best_model": str(folder / "best"),
+               "seconds": round(time.perf_counter() - started, 2)}
+    if main:
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
