@@ -48,3 +48,18 @@ def warm_tiny(tmp_path_factory) -> str:
                   warmup_ratio=0.05, eval_max_new_tokens=120, report_to="jsonl", progress=False,
                   output=str(output)))
     return str(output / "best")
+
+
+@pytest.fixture(scope="session")
+def tiny_verifier(tmp_path_factory, warm_tiny) -> str:
+    """A verifier initialised from warm_tiny, trained one epoch on its samples for its 8 training
+    questions (dev = the same questions: a smoke fixture, not a measurement)."""
+    from reftune.config import VerifierConfig
+    from reftune.stages.verifier import verifier
+
+    output = tmp_path_factory.mktemp("tiny-verifier")
+    verifier(VerifierConfig(task="arithmetic", model=warm_tiny, sampler=warm_tiny, num_samples=4,
+                            dev_samples_per_question=4, sample_max_new_tokens=120, max_train_examples=8,
+                            dev_split="train", eval_limit=8, batch_size=8, micro_batch_size=8, epochs=2,
+                            learning_rate=1e-3, report_to="jsonl", progress=False, output=str(output)))
+    return str(output)

@@ -159,7 +159,7 @@ def check_common(config) -> None:
     if config.style not in STYLES:
         raise ReftuneError(f"unknown style {config.style!r}: use one of {list(STYLES)}")
     parse_task_options(config.task_options)
-    if config.lora_rank < 0:
+    if getattr(config, "lora_rank", 0) < 0:
         raise ReftuneError(f"lora_rank must be >= 0, got {config.lora_rank}")
     unknown = set(sinks(config.report_to)) - {"jsonl", "tensorboard", "wandb"}
     if unknown:

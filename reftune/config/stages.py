@@ -194,9 +194,17 @@ class DemoConfig(RunOptions):
     """Samples per test question for majority voting (temperature 1)."""
     max_new_tokens: int = 160
     """Longest response when sampling and evaluating."""
+    all_methods: bool = False
+    """Also run the paper's baselines, Offline-ST and Online-ST, on the same budget, train a verifier,
+    and compare all four methods by top-1, vote and rerank (about twice the demo's time)."""
+    self_training_samples: int = 8
+    """--all-methods: CoTs sampled per training question by the warm-up model, for Offline-ST and the
+    verifier (the paper: 100)."""
+    verifier_learning_rate: float = 1e-4
+    """--all-methods: lr of the verifier, initialised from the warm-up model."""
 
     def __post_init__(self):
-        require_at_least_one(self, "train_questions", "dev_questions", "test_questions", "warmup_epochs",
+        require_at_least_one(self, "self_training_samples", "train_questions", "dev_questions", "test_questions", "warmup_epochs",
                              "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         if self.branch_seconds <= 0:
             raise ReftuneError("branch_seconds must be > 0")

@@ -8,6 +8,9 @@ reinforcement help?".
    on dev;
 4. greedy top-1 and majority vote of the warm-up and of both branches on held-out test questions;
 5. a report folder: table, plots, example completions, one self-contained HTML page.
+
+With --all-methods, step 3 also runs the paper's baselines on the same budget (Offline-ST, Online-ST)
+and trains a verifier, and step 4 adds reranking: the paper's table on the arithmetic task.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reftune.config import DemoConfig, EvalConfig, RLConfig, SFTConfig
+from reftune.config import DemoConfig, RLConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
 from reftune.stages.common import output_folder, save_config
@@ -36,6 +39,8 @@ class Plan:
     branch_seconds: float
     vote_samples: int
     max_new_tokens: int
+    self_training_samples: int
+    verifier_epochs: int
 
 
 def make_plan(config: DemoConfig) -> Plan:
@@ -45,14 +50,16 @@ def make_plan(config: DemoConfig) -> Plan:
     if config.quick:
         return Plan(BaseSpec(model=TinySpec(hidden_size=64, num_layers=2), corpus_problems=1500, corpus_statements=3000,
                              steps=150, block_size=128, task_options=config.task_options), min(config.train_questions, 64),
-                    min(config.dev_questions, 16), min(config.test_questions, 32), 2, 12.0, 4, 120)
+                    min(config.dev_questions, 16), min(config.test_questions, 32), 2, 12.0, 4, 120,
+                    min(config.self_training_samples, 4), 1)
     return Plan(BaseSpec(task_options=config.task_options), config.train_questions, config.dev_questions, config.test_questions,
-                config.warmup_epochs, config.branch_seconds, config.vote_samples, config.max_new_tokens)
+                config.warmup_epochs, config.branch_seconds, config.vote_samples, config.max_new_tokens,
+                config.self_training_samples, 3)
 
 
 def demo(config: DemoConfig) -> dict:
-    from reftune.report import branch_plots, example_completions, markdown_table, write_html
-    from reftune.stages.evaluate import evaluate
+    from reftune.report import bar_chart, branch_plots, example_completions, markdown_table, write_html
+    from reftune.stages.compare import evaluate_models
     from reftune.stages.pretrain import pretrain_base
     from reftune.stages.rl import rl
     from reftune.stages.sft import sft
@@ -79,7 +86,7 @@ def demo(config: DemoConfig) -> dict:
     sft(SFTConfig(**sft_options, model=base, epochs=plan.warmup_epochs, output=str(folder / "warmup")))
     warm = str(folder / "warmup" / "best")
 
-    # 3. two branches from the warm-up, the same budget each
+    # 3. branches from the warm-up, the same budget each
     say(f"[3/5] ReFT branch: {plan.branch_seconds:.0f} s of RL from the warm-up checkpoint")
     rl(RLConfig(**common, model=warm, max_train_examples=plan.train_questions, max_seconds=plan.branch_seconds,
                 questions_per_step=min(config.questions_per_step, plan.train_questions),
@@ -90,32 +97,42 @@ def demo(config: DemoConfig) -> dict:
     say(f"[4/5] SFT branch: {plan.branch_seconds:.0f} s of continued SFT from the same checkpoint")
     sft(SFTConfig(**sft_options, model=warm, epochs=1000, max_seconds=plan.branch_seconds,
                   eval_every=max(1, 2 * plan.train_questions // batch), output=str(folder / "sft")))
-
-    # 4. the held-out test: greedy top-1 and majority vote
-    say(f"[5/5] test: {plan.test_questions} held-out questions, greedy and vote@{plan.vote_samples}")
     models = {"warm-up": warm, "SFT": str(folder / "sft" / "best"), "ReFT": str(folder / "reft" / "best")}
-    results = {}
+    verifier_folder = None
+    if config.all_methods:
+        verifier_folder = baselines(config, plan, folder, common, sft_options, base, warm)
+        models.update({"Offline-ST": str(folder / "offline-st" / "best"), "Online-ST": str(folder / "online-st" / "best")})
+
+    # 4. the held-out test: greedy top-1, majority vote (and reranking) over the same samples
+    say(f"[5/5] test: {plan.test_questions} held-out questions, greedy and vote@{plan.vote_samples}"
+        + (f" and rerank@{plan.vote_samples}" if verifier_folder else ""))
+    evaluation = dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
+                      max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
+                      report_to="jsonl")
+    results = evaluate_models(models, folder, evaluation, plan.vote_samples, verifier_folder)
     for name, model in models.items():
-        evaluation = dict(task="arithmetic", task_options=config.task_options, model=model, split="test", limit=plan.test_questions,
-                          max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed,
-                          progress=config.progress, report_to="jsonl")
-        greedy = evaluate(EvalConfig(**evaluation, output=str(folder / "eval" / f"{slug(name)}-greedy")))
-        voted = evaluate(EvalConfig(**evaluation, temperature=1.0, num_samples=plan.vote_samples,
-                                    output=str(folder / "eval" / f"{slug(name)}-vote")))
-        run_summary = json.loads((Path(model).parent / "summary.json").read_text())
-        results[name] = {"top1": greedy["top1_accuracy"], "vote": voted[f"vote@{plan.vote_samples}_accuracy"],
-                         "dev": run_summary["best_dev_accuracy"]}
+        results[name]["dev"] = json.loads((Path(model).parent / "summary.json").read_text())["best_dev_accuracy"]
 
     # 5. the report
     headers = ["model", "test top-1", f"test vote@{plan.vote_samples}", "best dev top-1"]
     rows = [[name, pct(r["top1"]), pct(r["vote"]), pct(r["dev"])] for name, r in results.items()]
+    if verifier_folder:
+        headers.insert(3, f"test rerank@{plan.vote_samples}")
+        for row, r in zip(rows, results.values()):
+            row.insert(3, pct(r["rerank"]))
     gap = results["ReFT"]["top1"] - results["SFT"]["top1"]
     verdict = (f"ReFT minus continued SFT: {100 * gap:+.1f} points of test top-1, each given the same "
                f"{plan.branch_seconds:.0f} s of compute after the warm-up"
                + (" (--quick: a smoke run, no claim)" if config.quick else ""))
-    plots = branch_plots(folder, {"warm-up": folder / "warmup", "SFT": folder / "sft", "ReFT": folder / "reft"})
-    examples = {name: example_completions(folder / "eval" / f"{slug(name)}-greedy" / "test-samples.jsonl")
-                for name in ("SFT", "ReFT")}
+    runs = {"warm-up": folder / "warmup", "SFT": folder / "sft", "ReFT": folder / "reft"}
+    if config.all_methods:
+        runs.update({"Offline-ST": folder / "offline-st", "Online-ST": folder / "online-st"})
+    plots = branch_plots(folder, runs)
+    if verifier_folder:
+        plots.insert(0, bar_chart(folder / "plots" / "methods.png", "test accuracy by method",
+                                  {name: {"top-1": r["top1"], f"vote@{plan.vote_samples}": r["vote"],
+                                          f"rerank@{plan.vote_samples}": r["rerank"]} for name, r in results.items()}))
+    examples = {name: example_completions(Path(results[name]["greedy_samples"])) for name in ("SFT", "ReFT")}
     seconds = round(time.perf_counter() - started, 1)
     summary = {"results": results, "gap_top1": gap, "seconds": seconds, "quick": config.quick,
                "base_model": base, "verdict": verdict}
@@ -129,8 +146,36 @@ def demo(config: DemoConfig) -> dict:
     return summary
 
 
-def slug(name: str) -> str:
-    return name.lower().replace(" ", "-")
+def baselines(config: DemoConfig, plan: Plan, folder: Path, common: dict, sft_options: dict, base: str,
+              warm: str) -> str:
+    """--all-methods: Offline-ST (samples of the warm-up, SFT from the base) and Online-ST (from the
+    warm-up), each on the branches' budget, then a verifier from the warm-up on the same samples.
+    Returns the verifier's folder."""
+    from reftune.config import OfflineSTConfig, OnlineSTConfig, VerifierConfig
+    from reftune.stages.offline_st import offline_st
+    from reftune.stages.online_st import online_st
+    from reftune.stages.verifier import verifier
+
+    say(f"[4/5] Offline-ST: {plan.self_training_samples} samples per question from the warm-up, then "
+        f"{plan.branch_seconds:.0f} s of SFT from the base model on the correct ones and the gold CoTs")
+    sampling = dict(num_samples=plan.self_training_samples, sample_max_new_tokens=plan.max_new_tokens,
+                    sample_batch_size=32)
+    offline_st(OfflineSTConfig(**sft_options, **sampling, model=base, sampler=warm, epochs=1000,
+                               max_seconds=plan.branch_seconds, eval_every=max(1, 2 * plan.train_questions // sft_options["batch_size"]),
+                               output=str(folder / "offline-st")))
+    say(f"[4/5] Online-ST: {plan.branch_seconds:.0f} s from the warm-up, NLL on its correct samples and the gold CoTs")
+    online_st(OnlineSTConfig(**common, model=warm, max_train_examples=plan.train_questions,
+                             max_seconds=plan.branch_seconds, learning_rate=config.sft_learning_rate,
+                             questions_per_step=min(config.questions_per_step, plan.train_questions),
+                             num_samples_per_question=config.num_samples_per_question,
+                             max_new_tokens=plan.max_new_tokens, micro_batch_size=16, eval_every=10,
+                             output=str(folder / "online-st")))
+    say("[4/5] verifier: a correctness classifier from the warm-up model, on the warm-up's samples")
+    verifier(VerifierConfig(**{k: v for k, v in sft_options.items() if k != "learning_rate"}, **sampling,
+                            model=warm, sampler=warm, samples=str(folder / "offline-st" / "samples.jsonl"),
+                            dev_samples_per_question=4, learning_rate=config.verifier_learning_rate, epochs=plan.verifier_epochs,
+                            output=str(folder / "verifier")))
+    return str(folder / "verifier" / "best")
 
 
 def pct(value: float) -> str:

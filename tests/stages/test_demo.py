@@ -10,24 +10,35 @@ from reftune.cli import main
 
 
 @pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
-    """One quick demo run (base model built into a private cache): its folder and printed output."""
-    folder = tmp_path_factory.mktemp("demo")
-    saved = os.environ.get("REFTUNE_CACHE")
-    os.environ["REFTUNE_CACHE"] = str(folder / "cache")
-    try:
-        import contextlib
-        import io
+def demo_cache(tmp_path_factory):
+    """A private cache for the quick base model, built once for this module's demo runs."""
+    return tmp_path_factory.mktemp("demo-cache")
 
+
+def run_demo(cache, folder, *options: str) -> str:
+    """Run `reftune demo --quick` with the base model cached in `cache`; returns what it printed."""
+    import contextlib
+    import io
+
+    saved = os.environ.get("REFTUNE_CACHE")
+    os.environ["REFTUNE_CACHE"] = str(cache)
+    try:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert main(["demo", "--quick", "--output", str(folder / "run"), "--no-progress"]) == 0
+            assert main(["demo", "--quick", "--output", str(folder), "--no-progress", *options]) == 0
     finally:
         if saved is None:
             os.environ.pop("REFTUNE_CACHE", None)
         else:
             os.environ["REFTUNE_CACHE"] = saved
-    return folder / "run", out.getvalue()
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory, demo_cache):
+    """One quick demo run: its folder and printed output."""
+    folder = tmp_path_factory.mktemp("demo") / "run"
+    return folder, run_demo(demo_cache, folder)
 
 
 def percent(value: float) -> str:
@@ -53,6 +64,23 @@ def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
     for branch in ("warmup", "sft", "reft"):
         assert (run / branch / "metrics.jsonl").exists()
     assert 'class="example' in page
+
+
+@pytest.mark.slow
+def test_quick_demo_with_all_methods_prints_the_four_method_table_with_rerank(tmp_path, demo_cache):
+    printed = run_demo(demo_cache, tmp_path / "run", "--all-methods")
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert list(summary["results"]) == ["warm-up", "SFT", "ReFT", "Offline-ST", "Online-ST"]
+    assert "| model | test top-1 | test vote@4 | test rerank@4 | best dev top-1 |" in printed
+    for name, figures in summary["results"].items():
+        line = (f"| {name} | {percent(figures['top1'])} | {percent(figures['vote'])} | {percent(figures['rerank'])} "
+                f"| {percent(figures['dev'])} |")
+        assert line in printed and line in (run / "report.md").read_text()
+    assert (run / "offline-st" / "samples.jsonl").exists() and (run / "verifier" / "best" / "verifier_head.safetensors").exists()
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(list((run / "plots").glob("*.png")))
+    assert (run / "plots" / "methods.png").exists() and "Offline-ST" in page
 
 
 def chromium():
