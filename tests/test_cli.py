@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from reftune.cli import main
 
 
@@ -30,7 +32,7 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "sft", "eval", "sample", "check"):
+    for command in ("demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "check"):
         assert command in out
 
 
@@ -71,3 +73,16 @@ def test_unknown_model_at_the_cli_is_one_line_without_a_trace(tmp_path, capsys, 
                  str(tmp_path / "o"), "--report-to", "jsonl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reftune eval: error: unknown model") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["offline-st"], "--sampler"),
+    (["verifier", "--samples", "x.jsonl"], "--sampler"),
+    (["online-st", "--sample-weight", "2"], "sample_weight"),
+    (["compare", "--runs", "runs/sft"], "name=folder"),
+    (["eval", "--mode", "rerank", "--temperature", "1", "--num-samples", "4"], "--verifier"),
+])
+def test_baseline_commands_refuse_bad_input_in_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

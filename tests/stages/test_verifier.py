@@ -26,35 +26,40 @@ def test_verifier_trains_a_head_on_the_backbone_and_writes_a_reloadable_checkpoi
     assert (folder / "samples.jsonl").exists() and (folder / "dev-samples.jsonl").exists()
 
 
-def write_toy_samples(path, split: str, count: int) -> None:
-    """Each question's gold CoT (right) and two copies whose final answer is off by 1 or 2 (wrong):
-    telling them apart means checking the answer against the last computed value."""
-    from reftune.tasks import get_task
+def write_toy_split(folder, split: str, wrong_offsets: tuple[int, ...], copies: int) -> None:
+    """Questions "What is a + b?" (a, b in 0..4), each asked `copies` times, with samples
+    "a + b = c ... answer c": right for c = a + b, wrong for c = a + b + each offset. Dev uses other
+    offsets than train, so the verifier must learn the sums, not the wrong strings."""
+    import itertools
 
-    task = get_task("arithmetic", **TOY_TASK)
-    with open(path, "w") as out:
-        for example in task.load(split)[:count]:
-            right = task.target(example)
-            head = right.rpartition(" ")[0]
-            out.write(json.dumps({"id": example.id, "samples": [right] + [f"{head} {int(example.answer) + d}"
-                                                                         for d in (1, 2)]}) + "\n")
+    from reftune.tasks import Example, get_task
 
-
-TOY_TASK = dict(max_number=5, min_steps=1, max_steps=1)
+    task = get_task("gsm8k")
+    rows, samples = [], []
+    for copy, (a, b) in itertools.product(range(copies), itertools.product(range(5), repeat=2)):
+        question_id = f"{split}-{copy}-{a}-{b}"
+        rows.append({"item_id": question_id, "question": f"What is {a} + {b}?", "answer_cot": f"{a} + {b} = {a + b}",
+                     "answer_value": str(a + b)})
+        values = [a + b] + [a + b + offset for offset in wrong_offsets]
+        samples.append({"id": question_id, "samples": [task.target(Example(question_id, "", float(v), f"{a} + {b} = {v}"))
+                                                       for v in values]})
+    (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / f"{split}-samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in samples))
 
 
 @pytest.mark.slow
 def test_verifier_separates_right_from_wrong_where_correctness_is_learnable(tmp_path):
-    """Measured: dev AUC ~0.5 for the first epochs, then it climbs (0.69 after 720 steps at lr 1e-3)."""
-    write_toy_samples(tmp_path / "train.jsonl", "train", 200)
-    write_toy_samples(tmp_path / "dev.jsonl", "dev", 40)
+    """Measured dev AUC after 20 epochs from a random tiny model: 0.79, 0.80, 0.92 (seeds 0, 1, 2);
+    it sits near 0.5 for the first few epochs, then climbs."""
+    write_toy_split(tmp_path, "train", (1, 2), copies=8)
+    write_toy_split(tmp_path, "dev", (-1, 3), copies=2)
     summary = verifier(VerifierConfig(
-        task="arithmetic", task_options=",".join(f"{k}={v}" for k, v in TOY_TASK.items()), model="tiny",
-        samples=str(tmp_path / "train.jsonl"), dev_samples=str(tmp_path / "dev.jsonl"), max_train_examples=200,
-        eval_limit=40, batch_size=32, micro_batch_size=32, epochs=40, learning_rate=1e-3, warmup_ratio=0.05,
-        report_to="jsonl", progress=False, output=str(tmp_path / "run")))
-    assert summary["balance"]["train"]["right_fraction"] == pytest.approx(1 / 3)
-    assert summary["best_dev_auc"] >= 0.6, summary
+        task="gsm8k", data=str(tmp_path), model="tiny", samples=str(tmp_path / "train-samples.jsonl"),
+        dev_samples=str(tmp_path / "dev-samples.jsonl"), batch_size=32, micro_batch_size=32, epochs=20,
+        learning_rate=1e-3, warmup_ratio=0.05, eval_every=60, report_to="jsonl", progress=False,
+        output=str(tmp_path / "run")))
+    assert summary["balance"]["train"] == {"samples": 600, "right": 200, "wrong": 400, "right_fraction": 1 / 3}
+    assert summary["best_dev_auc"] >= 0.7, summary
 
 
 def test_a_verifier_needs_right_and_wrong_samples(tmp_path, warm_tiny):
