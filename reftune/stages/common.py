@@ -114,3 +114,66 @@ def shard(items: list, accelerator) -> list:
 
 def as_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+def plan_on_policy(config, num_questions: int, num_processes: int) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a stage that samples questions_per_step questions a step
+    (ReFT, Online-ST), or a clear error."""
+    if config.questions_per_step % num_processes or num_questions < config.questions_per_step:
+        raise ReftuneError(f"questions_per_step {config.questions_per_step} must be a multiple of the "
+                           f"{num_processes} processes and at most the {num_questions} training questions")
+    steps_per_epoch = num_questions // config.questions_per_step
+    total = steps_per_epoch * config.epochs
+    return steps_per_epoch, min(total, config.max_steps or total)
+
+
+def step_questions(examples: list, config, step: int, steps_per_epoch: int) -> tuple[int, list]:
+    """(epoch, the questions of `step`): each epoch a fresh order, a pure function of (seed, epoch)."""
+    from reftune.stages.sft import epoch_order
+
+    epoch, position = divmod(step, steps_per_epoch)
+    size = config.questions_per_step
+    return epoch, [examples[i] for i in epoch_order(len(examples), config.seed, epoch)[position * size:(position + 1) * size]]
+
+
+def finish_run(folder: Path, state: dict, started: float, main: bool, bar, tracker, **extra) -> dict:
+    """Close the bar and the metric sinks; write and return summary.json (steps, best dev score and
+    step, the best model's folder, wall time, and `extra`)."""
+    import json
+
+    bar.close()
+    tracker.close()
+    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"], "best_step": state["best_step"],
+               "best_model": str(folder / "best"), **extra, "seconds": round(time.perf_counter() - started, 2)}
+    if main:
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def evaluate_and_checkpoint(accelerator, config, task, policy, tokenizer, dev: list, folder: Path, state: dict,
+                            epoch: int, export, tracker, bar, total_steps: int) -> None:
+    """Greedy accuracy on dev (logged), a checkpoint, best/ updated when it improved, a line on the bar."""
+    from reftune import checkpoint
+    from reftune.stages.evaluate import greedy_accuracy
+
+    dev_accuracy = greedy_accuracy(accelerator, task, policy, tokenizer, dev, config.eval_max_new_tokens,
+                                   config.micro_batch_size * 2)
+    tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
+    state["epoch"] = epoch
+    line = checkpoint.checkpoint_keeping_best(accelerator, folder, state, dev_accuracy, export, config.keep_checkpoints)
+    if accelerator.is_main_process:
+        bar.write(f"step {state['step']}/{total_steps}: {line}")
+
+
+def start_run(config, stage: str, seed_per_process: bool = False):
+    """The accelerator, the run folder (config saved and printed) and the checkpoint to resume from
+    (None for a fresh run); seeds everything, differently per process when each samples its own."""
+    from reftune.checkpoint import start_or_resume
+
+    accelerator = build_accelerator()
+    folder = output_folder(config, stage)
+    resume_from = start_or_resume(folder, config.resume)
+    if accelerator.is_main_process:
+        save_config(config, folder, announce=config.progress)
+    seed_everything(config.seed + (accelerator.process_index if seed_per_process else 0))
+    return accelerator, folder, resume_from

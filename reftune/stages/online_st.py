@@ -11,40 +11,28 @@ Each step:
 """
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
-from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
+from reftune.checkpoint import read_trainer_state
 from reftune.config import OnlineSTConfig, sinks
-from reftune.errors import ReftuneError
 from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
-                                   output_folder, save_config, seed_everything, shard)
-from reftune.stages.evaluate import greedy_accuracy
-from reftune.stages.sft import encode_pairs, epoch_order, nll_backward, tokenizer_texts, training_pairs
+from reftune.stages.common import (as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
+                                   load_model, plan_on_policy, shard, start_run, step_questions)
+from reftune.stages.sft import encode_pairs, nll_backward, tokenizer_texts, training_pairs
 from reftune.tracking import Tracker, progress_bar
 
 
 def online_st(config: OnlineSTConfig) -> dict:
     """Run Online-ST from the warm-up model; returns a summary."""
-    accelerator = build_accelerator()
+    accelerator, folder, resume_from = start_run(config, "online-st", seed_per_process=True)  # each process samples differently
     main, processes = accelerator.is_main_process, accelerator.num_processes
-    folder = output_folder(config, "online-st")
-    resume_from = start_or_resume(folder, config.resume)
-    if main:
-        save_config(config, folder, announce=config.progress)
-    seed_everything(config.seed + accelerator.process_index)  # each process samples differently
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
-    if config.questions_per_step % processes or len(train) < config.questions_per_step:
-        raise ReftuneError(f"questions_per_step {config.questions_per_step} must be a multiple of the "
-                           f"{processes} processes and at most the {len(train)} training questions")
-    steps_per_epoch = len(train) // config.questions_per_step
-    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or steps_per_epoch * config.epochs)
+    steps_per_epoch, total_steps = plan_on_policy(config, len(train), processes)
 
     policy = load_model(config, accelerator.device,
                         tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
@@ -65,9 +53,7 @@ def online_st(config: OnlineSTConfig) -> dict:
 
     for step in range(state["step"], total_steps):
         step_started = time.perf_counter()
-        epoch, position = divmod(step, steps_per_epoch)
-        questions = [train[i] for i in epoch_order(len(train), config.seed, epoch)
-                     [position * config.questions_per_step:(position + 1) * config.questions_per_step]]
+        epoch, questions = step_questions(train, config, step, steps_per_epoch)
         mine = shard(questions, accelerator)
 
         # 1. sample from the current policy
@@ -107,23 +93,9 @@ def online_st(config: OnlineSTConfig) -> dict:
         bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
         out_of_time = budget_spent(accelerator, started, config.max_seconds)
         if state["step"] % config.eval_every == 0 or state["step"] == total_steps or out_of_time:
-            dev_accuracy = greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,
-                                           config.eval_max_new_tokens, config.micro_batch_size * 2)
-            tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
-            state["epoch"] = epoch
-            line = checkpoint_keeping_best(accelerator, folder, state, dev_accuracy,
-                                           lambda path: save_pretrained(unwrapped, tokenizer, path),
-                                           config.keep_checkpoints)
-            if main:
-                bar.write(f"step {state['step']}/{total_steps}: {line}")
+            evaluate_and_checkpoint(accelerator, config, task, unwrapped, tokenizer, dev, folder, state, epoch,
+                                    lambda path: save_pretrained(unwrapped, tokenizer, path), tracker, bar, total_steps)
         if out_of_time:
             break
 
-    bar.close()
-    tracker.close()
-    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"],
-               "best_step": state["best_step"], "best_model": str(folder / "best"),
-               "seconds": round(time.perf_counter() - started, 2)}
-    if main:
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return finish_run(folder, state, started, main, bar, tracker)

@@ -8,7 +8,6 @@ every step has the same size on every process.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -16,13 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from reftune.algorithms.losses import sft_loss_sum
-from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
+from reftune.checkpoint import read_trainer_state
 from reftune.config import SFTConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import position_ids_from, save_pretrained
-from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
-                                   output_folder, save_config, seed_everything, shard)
-from reftune.stages.evaluate import greedy_accuracy
+from reftune.stages.common import (as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
+                                   load_model, shard, start_run)
 from reftune.tracking import Tracker, progress_bar
 
 
@@ -130,13 +128,8 @@ def sft(config: SFTConfig, pairs: list[tuple[str, str]] | None = None, stage: st
     """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary.
     pairs: (prompt, target) texts to train on instead of the gold CoTs of the train split (Offline-ST)."""
     # 1. the run folder, the data
-    accelerator = build_accelerator()
+    accelerator, folder, resume_from = start_run(config, stage)
     main = accelerator.is_main_process
-    folder = output_folder(config, stage)
-    resume_from = start_or_resume(folder, config.resume)
-    if main:
-        save_config(config, folder, announce=config.progress)
-    seed_everything(config.seed)
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
     pairs = pairs if pairs is not None else training_pairs(task, train)
@@ -201,26 +194,11 @@ def sft(config: SFTConfig, pairs: list[tuple[str, str]] | None = None, stage: st
         out_of_time = budget_spent(accelerator, started, config.max_seconds)
         if state["step"] % every == 0 or state["step"] == total_steps or out_of_time:
             unwrapped = accelerator.unwrap_model(model)
-            dev_accuracy = greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,
-                                           config.eval_max_new_tokens, config.micro_batch_size * 2)
+            evaluate_and_checkpoint(accelerator, config, task, unwrapped, tokenizer, dev, folder, state, epoch,
+                                    lambda path: save_pretrained(unwrapped, tokenizer, path), tracker, bar, total_steps)
             model.train()
-            tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
-            state["epoch"] = epoch
-            line = checkpoint_keeping_best(accelerator, folder, state, dev_accuracy,
-                                           lambda path: save_pretrained(unwrapped, tokenizer, path),
-                                           config.keep_checkpoints)
-            if main:
-                bar.write(f"step {state['step']}/{total_steps}: {line}")
         if out_of_time:
             break
 
     # 6. summary
-    bar.close()
-    tracker.close()
-    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"],
-               "best_step": state["best_step"], "best_model": str(folder / "best"),
-               "train_examples": len(encoded), "skipped_too_long": skipped,
-               "seconds": round(time.perf_counter() - started, 2)}
-    if main:
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return finish_run(folder, state, started, main, bar, tracker, train_examples=len(encoded), skipped_too_long=skipped)

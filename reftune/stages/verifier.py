@@ -9,20 +9,19 @@ score well by saying "wrong" to everything.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass
 
 import torch
 
-from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state, start_or_resume
+from reftune.checkpoint import checkpoint_keeping_best, read_trainer_state
 from reftune.config import VerifierConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import Verifier, save_verifier
 from reftune.selection import roc_auc
-from reftune.stages.common import (as_dict, budget_spent, build_accelerator, load_examples, load_model,
-                                   output_folder, save_config, seed_everything, shard)
+from reftune.stages.common import (as_dict, budget_spent, finish_run, load_examples, load_model, shard,
+                                   start_run)
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples
 from reftune.stages.sft import collate, encode_pairs, epoch_order, linear_warmup_decay, plan_steps
 from reftune.tracking import Tracker, progress_bar
@@ -82,13 +81,8 @@ def dev_auc(accelerator, verifier, tokenizer, samples: list[LabelledSample], bat
 def verifier(config: VerifierConfig) -> dict:
     """Sample and label CoTs, train the classifier, keep the checkpoint with the best dev AUC."""
     # 1. the run folder and the questions
-    accelerator = build_accelerator()
+    accelerator, folder, resume_from = start_run(config, "verifier")
     main = accelerator.is_main_process
-    folder = output_folder(config, "verifier")
-    resume_from = start_or_resume(folder, config.resume)
-    if main:
-        save_config(config, folder, announce=config.progress)
-    seed_everything(config.seed)
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
 
@@ -173,12 +167,6 @@ def verifier(config: VerifierConfig) -> dict:
         if out_of_time:
             break
 
-    # 6. summary
-    bar.close()
-    tracker.close()
-    summary = {"steps": state["step"], "best_dev_auc": state["best_dev_accuracy"], "best_step": state["best_step"],
-               "best_model": str(folder / "best"), "balance": balance, "skipped_too_long": skipped,
-               "seconds": round(time.perf_counter() - started, 2)}
-    if main:
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    # 6. summary (best_dev_accuracy holds the AUC, under its own name too)
+    return finish_run(folder, state, started, main, bar, tracker, best_dev_auc=state["best_dev_accuracy"],
+                      balance=balance, skipped_too_long=skipped)

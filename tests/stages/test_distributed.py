@@ -17,7 +17,9 @@ SPY = textwrap.dedent("""
     from reftune.config import RLConfig, SFTConfig
     from reftune.stages import {stage} as stage
 
-    keep_best = stage.checkpoint_keeping_best
+    from reftune import checkpoint
+
+    keep_best = checkpoint.checkpoint_keeping_best
 
     def save_every_rank_too(accelerator, output, state, dev_accuracy, export, keep):
         model = accelerator.unwrap_model(accelerator._models[0])
@@ -25,7 +27,7 @@ SPY = textwrap.dedent("""
         torch.save(model.state_dict(), Path(output) / f"rank{{accelerator.process_index}}-step{{step}}.pt")
         return keep_best(accelerator, output, state, dev_accuracy, export, keep)
 
-    stage.checkpoint_keeping_best = save_every_rank_too
+    checkpoint.checkpoint_keeping_best = save_every_rank_too
 """)
 SFT_RUN = """stage.sft(SFTConfig(task="arithmetic", model="tiny", max_train_examples=8, eval_limit=4,
     eval_max_new_tokens=8, batch_size=4, micro_batch_size=1, learning_rate=1e-3, max_steps=3,
