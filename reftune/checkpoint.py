@@ -30,6 +30,9 @@ def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: d
     if accelerator.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
         export(folder / "model")
+        (folder / "state").mkdir(parents=True)
+    # Every process writes its RNG state into state/: none may start before the main one made it.
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(folder / "state"))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
