@@ -4,6 +4,9 @@ Faster than a plain `model.generate` loop for the same samples because it
   - runs each prompt's prefill once and copies the cache for its K samples;
   - asks the model for the last position's logits only;
   - drops finished rows from the batch (and the cache), so long stragglers run alone;
+  - writes the cache into buffers allocated once (`kv_cache.py`), not regrown every token;
+  - when one row is left (batch 1, or the last straggler), drafts its next tokens from its own text
+    and checks them in one forward pass: several tokens for the memory traffic of one;
 and it keeps the sampling log-probs, so the RL stage need not recompute them.
 """
 from __future__ import annotations
@@ -28,13 +31,18 @@ class SamplingParams:
     """Longest response; the paper allows prompt + completion <= 700 tokens."""
     num_samples: int = 1
     """Samples per prompt (rows of one prompt are adjacent in the Rollout)."""
+    lookahead: int = 4
+    """When one row is left generating, guess this many next tokens from its own text and verify
+    them in one forward pass (exact: the samples are drawn from the same distributions); 0 = off.
+    A pass over 5 positions costs about 1.4 passes over 1 for smollm2 on 2 CPU cores, and 4 was
+    the best length in a simulation on arithmetic prompts (about 1.28x fewer ms per token)."""
 
     def __post_init__(self):
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ReftuneError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got "
                                f"{self.temperature}, {self.top_k}, {self.top_p}")
-        if self.max_new_tokens < 1 or self.num_samples < 1:
-            raise ReftuneError("max_new_tokens and num_samples must be >= 1")
+        if self.max_new_tokens < 1 or self.num_samples < 1 or self.lookahead < 0:
+            raise ReftuneError("max_new_tokens and num_samples must be >= 1, lookahead >= 0")
 
     @property
     def greedy(self) -> bool:
@@ -107,17 +115,47 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
            generator: torch.Generator | None = None) -> Rollout:
     """Sample `params.num_samples` responses per prompt; each row stops at a stop token, the batch
     when all rows have stopped or reached max_new_tokens. Reproducible for a seeded `generator`."""
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-    k = params.num_samples
     stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
     was_training = model.training
     model.eval()
+    with torch.inference_mode():  # less bookkeeping per op than no_grad; only new tensors leave it
+        responses = decode(model, prompt_ids, prompt_mask, params, stops, tokenizer.pad_token_id, generator)
+    model.train(was_training)
+    k = params.num_samples
+    return assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
+                            responses.tokens, responses.logps, responses.lengths, responses.finished.clone(), k)
+
+
+@dataclass
+class Responses:
+    """What decoding has produced so far for N rows, written in place."""
+
+    tokens: Tensor    # (N, max_new_tokens)
+    logps: Tensor     # (N, max_new_tokens)
+    lengths: Tensor   # (N,)
+    finished: Tensor  # (N,) ended with a stop token
+
+    def record(self, rows: Tensor, chosen: Tensor, chosen_logps: Tensor, stops: Tensor) -> Tensor:
+        """Append one token to each of `rows`; returns which of them have ended (stop token or full)."""
+        position = self.lengths[rows]
+        self.tokens[rows, position] = chosen
+        self.logps[rows, position] = chosen_logps
+        self.lengths[rows] = position + 1
+        stopped = torch.isin(chosen, stops)
+        self.finished[rows[stopped]] = True
+        return stopped | (position + 1 == self.tokens.size(1))
+
+
+def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, stops: Tensor, pad_id: int,
+           generator: torch.Generator | None) -> Responses:
+    """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent."""
+    from reftune.kv_cache import generation_cache
 
     # 1. prefill each distinct prompt once, then copy its cache for its K samples
-    cache = DynamicCache()
+    k, device = params.num_samples, prompt_ids.device
+    cache = generation_cache(model, prompt_ids.size(1) + params.max_new_tokens + params.lookahead)
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -125,40 +163,67 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
     if k > 1:
         cache.batch_repeat_interleave(k)
         logits = logits.repeat_interleave(k, 0)
-    n = len(prompts) * k
+    n = len(prompt_ids) * k
     mask = prompt_mask.repeat_interleave(k, 0)
     next_position = positions[:, -1].repeat_interleave(k, 0) + 1
+    responses = Responses(torch.full((n, params.max_new_tokens), pad_id, device=device),
+                          torch.zeros(n, params.max_new_tokens, device=device),
+                          torch.zeros(n, dtype=torch.long, device=device), torch.zeros(n, dtype=torch.bool, device=device))
 
     # 2. decode; `active` holds the rows still generating, in cache order. Without padding the mask
     # is all ones and is left out, which lets attention take its unmasked fast path.
     padded = not bool(prompt_mask.all())
-    tokens = torch.full((n, params.max_new_tokens), tokenizer.pad_token_id, device=device)
-    logps = torch.zeros(n, params.max_new_tokens, device=device)
-    lengths = torch.zeros(n, dtype=torch.long, device=device)
-    finished = torch.zeros(n, dtype=torch.bool, device=device)
     active = torch.arange(n, device=device)
-    for step in range(params.max_new_tokens):
-        chosen, chosen_logps = choose_tokens(logits, params, generator)
-        tokens[active, step] = chosen
-        logps[active, step] = chosen_logps
-        lengths[active] += 1
-        stopped = torch.isin(chosen, stops)
-        finished[active[stopped]] = True
-        if step + 1 == params.max_new_tokens or bool(stopped.all()):
-            break
-        if bool(stopped.any()):  # 3. drop finished rows from the batch and the cache
-            keep = (~stopped).nonzero().squeeze(-1)
+    chosen, chosen_logps = choose_tokens(logits, params, generator)
+    while True:
+        ended = responses.record(active, chosen, chosen_logps, stops)
+        if bool(ended.all()):
+            return responses
+        if bool(ended.any()):  # 3. drop ended rows from the batch and the cache
+            keep = (~ended).nonzero().squeeze(-1)
             cache.batch_select_indices(keep)
             active, chosen, mask, next_position = active[keep], chosen[keep], mask[keep], next_position[keep]
-        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask if padded else None,
-                    position_ids=next_position[:, None], past_key_values=cache, use_cache=True)
-        logits = out.logits[:, -1].float()
-        next_position = next_position + 1
+        # 4. one row left (batch 1, or the last straggler): guess its next tokens from the text so far
+        # and check them in the same forward pass (below); otherwise one token per pass
+        drafts = []
+        if len(active) == 1 and params.lookahead:
+            row = int(active[0])
+            context = prompt_ids[row // k][prompt_mask[row // k].bool()].tolist() + \
+                responses.tokens[row, :int(responses.lengths[row])].tolist()
+            drafts = draft_tokens(context, params.lookahead)
+        step_ids = torch.cat([chosen, chosen.new_tensor(drafts)])[None] if drafts else chosen[:, None]
+        width = step_ids.size(1)
+        mask = torch.cat([mask, mask.new_ones(len(active), width)], dim=-1)
+        out = model(input_ids=step_ids, attention_mask=mask if padded else None,
+                    position_ids=next_position[:, None] + torch.arange(width, device=device),
+                    past_key_values=cache, use_cache=True)
+        step_logits = out.logits.float()
+        # 5. sample each position in turn; a draft token is kept while the sample equals it. That is
+        # exact sampling: P(keep d) = p(d), and a sample that differs is drawn from p without d.
+        accepted = 0
+        chosen, chosen_logps = choose_tokens(step_logits[:, 0], params, generator)
+        while accepted < len(drafts) and int(chosen) == drafts[accepted]:
+            if bool(responses.record(active, chosen, chosen_logps, stops).all()):
+                return responses
+            accepted += 1
+            chosen, chosen_logps = choose_tokens(step_logits[:, accepted], params, generator)
+        if accepted < len(drafts):  # forget the positions of the drafts that were not kept
+            cache.crop(accepted - len(drafts))
+            mask = mask[:, :accepted - len(drafts)]
+        next_position = next_position + 1 + accepted
 
-    model.train(was_training)
-    return assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
-                            tokens, logps, lengths, finished, k)
+
+def draft_tokens(context: list[int], count: int, longest_ngram: int = 3, shortest_ngram: int = 2) -> list[int]:
+    """Prompt-lookup drafting: up to `count` tokens that followed the latest earlier occurrence of
+    the context's final n-gram (the longest n that occurs first). Worked CoTs repeat the numbers
+    and phrases of their question and of their own earlier steps, so these guesses are often right.
+    (A single repeated token predicts too little to pay for the wider pass: n >= 2 by default.)"""
+    for n in range(min(longest_ngram, len(context) - 1), shortest_ngram - 1, -1):
+        tail = context[-n:]
+        for start in range(len(context) - n - 1, -1, -1):
+            if context[start:start + n] == tail:
+                return context[start + n:start + n + count]
+    return []
 
 
 def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, logps: Tensor,

@@ -86,3 +86,49 @@ def test_bad_sampling_parameters_are_refused():
         SamplingParams(top_p=0)
     with pytest.raises(ReftuneError):
         SamplingParams(num_samples=0)
+
+
+def test_drafts_continue_the_latest_earlier_match_of_the_final_ngram():
+    from reftune.rollout import draft_tokens
+
+    assert draft_tokens([1, 2, 3, 9, 1, 2, 3, 7, 5, 2, 3], 2) == [7, 5]  # "2 3" last seen before 7 5
+    assert draft_tokens([1, 2, 3, 4, 5, 3], 3, shortest_ngram=1) == [4, 5, 3]  # only the 1-gram "3" recurs
+    assert draft_tokens([1, 2, 3, 4, 5, 3], 3) == []  # 1-grams are not used by default
+    assert draft_tokens([4, 8, 6, 1, 2], 3) == [] and draft_tokens([5], 3) == []
+
+
+class CountingModel(torch.nn.Module):
+    """Counts forward passes, so a test can see several tokens come out of one."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.calls = model, 0
+        self.config, self.generation_config = model.config, model.generation_config
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        return self.inner(**kwargs)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_lookahead_at_batch_one_samples_the_same_tokens_in_fewer_passes(warm_tiny, temperature):
+    """The drafts only decide how many positions one pass computes: each token is still drawn from
+    its own distribution with the same random numbers, so the output is that of plain decoding.
+    (A model that has learned the task's CoTs, which repeat their question's numbers.)"""
+    from reftune.models import load_policy
+    from reftune.tasks import get_task
+
+    policy = load_policy(warm_tiny)
+    task = get_task("arithmetic")
+    prompt = task.prompt(task.load("train")[0])
+    counting = CountingModel(policy.model)
+    runs = {}
+    for lookahead in (0, 4):
+        counting.calls = 0
+        params = SamplingParams(temperature=temperature, max_new_tokens=120, lookahead=lookahead)
+        runs[lookahead] = (sample(counting, policy.tokenizer, [prompt], params, torch.Generator().manual_seed(4)),
+                           counting.calls)
+    (plain, plain_calls), (drafted, drafted_calls) = runs[0], runs[4]
+    assert torch.equal(plain.sequences, drafted.sequences)
+    assert torch.allclose(plain.old_logps, drafted.old_logps, atol=1e-4)
+    assert plain_calls == plain.num_generated_tokens and drafted_calls < 0.9 * plain_calls  # drafts were kept
