@@ -259,13 +259,23 @@ class PolicyWithValueHead(nn.Module):
     def config(self):
         return self.policy.config
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int | None = None,
+                group_size: int = 1) -> tuple[Tensor, Tensor]:
         """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T).
 
         values[:, t] is the value of the state in which token t is chosen: the head's output on the
         hidden state at t - 1, aligned like the token log-probs (0 at t = 0), so GAE credits each
         token with what choosing it changed.
+
+        With `response_start` P, only the columns from P on: logits (B, T - P, V) and values
+        (B, T - P), each prompt run once per `group_size` rows (`response_forward.py`).
         """
+        if response_start is not None:
+            from reftune.response_forward import response_forward
+
+            logits, hidden = response_forward(self.policy, input_ids, attention_mask, response_start,
+                                              group_size, with_hidden=True)
+            return logits, self.value_head(hidden).squeeze(-1)
         output = self.policy(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids_from(attention_mask), output_hidden_states=True)
         values = self.value_head(output.hidden_states[-1]).squeeze(-1)

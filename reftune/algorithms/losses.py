@@ -11,8 +11,13 @@ def token_logps(logits: Tensor, sequences: Tensor) -> Tensor:
     logits: (B, T, V) from a forward pass over sequences (B, T). Returns (B, T), aligned with the
     tokens (position 0, which nothing predicts, is 0), so it masks with response_mask directly.
     """
-    logps = logits[:, :-1].float().log_softmax(-1).gather(-1, sequences[:, 1:, None]).squeeze(-1)
+    logps = chosen_logps(logits[:, :-1], sequences[:, 1:])
     return torch.cat([logps.new_zeros(logps.size(0), 1), logps], dim=1)
+
+
+def chosen_logps(logits: Tensor, tokens: Tensor) -> Tensor:
+    """Log-prob of each token under the distribution given for it: logits (B, T, V), tokens (B, T)."""
+    return logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def masked_sum(values: Tensor, mask: Tensor) -> Tensor:

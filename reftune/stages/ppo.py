@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from reftune.algorithms.losses import (entropy_from_logits, kl_penalty, masked_mean, policy_loss,
-                                       token_logps, value_loss)
-from reftune.models import position_ids_from
+from reftune.algorithms.losses import (chosen_logps, entropy_from_logits, kl_penalty, masked_mean, policy_loss,
+                                       value_loss)
+from reftune.response_forward import response_forward, shareable_group_size
 
 
 @dataclass(frozen=True)
@@ -26,44 +26,49 @@ class Experience:
     values: Tensor
     advantages: Tensor
     returns: Tensor
+    prompt_length: int   # P: the responses start at column P
+    group_size: int = 1  # rows come in groups of this many samples of one prompt
 
 
-def row_chunks(num_rows: int, size: int) -> list[slice]:
-    return [slice(start, min(start + size, num_rows)) for start in range(0, num_rows, size)]
-
-
-def used_columns(attention_mask: Tensor) -> slice:
-    """The columns where some row of a micro-batch has a real token: (n, L) -> a slice. Left padding
-    of the longest prompt and right padding of the longest response, when no row of this
-    micro-batch reaches them, are skipped: the same result for less compute."""
-    used = attention_mask.any(dim=0).nonzero()
-    return slice(int(used[0]), int(used[-1]) + 1)
+def micro_batches(attention_mask: Tensor, size: int, prompt_length: int) -> list[tuple[slice, slice, int]]:
+    """(rows, columns, response start within those columns) of each micro-batch of `size` rows.
+    The columns skip left padding of the longest prompt and right padding of the longest response
+    where no row of the micro-batch reaches them: the same result for less compute."""
+    chunks = []
+    for start in range(0, len(attention_mask), size):
+        rows = slice(start, min(start + size, len(attention_mask)))
+        used = attention_mask[rows].any(dim=0).nonzero()
+        first, last = int(used[0]), int(used[-1])
+        chunks.append((rows, slice(first, last + 1), prompt_length - first))
+    return chunks
 
 
 @torch.no_grad()
-def policy_forward(model, sequences: Tensor, attention_mask: Tensor, micro_batch_size: int
-                   ) -> tuple[Tensor, Tensor]:
-    """Token log-probs and values of the policy with its value head: (N, L) each, one pass."""
+def policy_forward(model, sequences: Tensor, attention_mask: Tensor, prompt_length: int,
+                   micro_batch_size: int, group_size: int = 1) -> tuple[Tensor, Tensor]:
+    """Token log-probs and values of the policy with its value head: (N, L) each, one pass, 0 on
+    the prompt columns."""
     logps = torch.zeros(sequences.shape, device=sequences.device)
     values = torch.zeros_like(logps)
-    for rows in row_chunks(len(sequences), micro_batch_size):
-        columns = used_columns(attention_mask[rows])
-        logits, value = model(sequences[rows, columns], attention_mask[rows, columns])
-        logps[rows, columns] = token_logps(logits, sequences[rows, columns])
-        values[rows, columns] = value.float()
+    share = shareable_group_size(micro_batch_size, group_size)
+    for rows, columns, start in micro_batches(attention_mask, micro_batch_size, prompt_length):
+        logits, value = model(sequences[rows, columns], attention_mask[rows, columns], start, share)
+        response = slice(prompt_length, columns.stop)
+        logps[rows, response] = chosen_logps(logits, sequences[rows, response])
+        values[rows, response] = value.float()
     return logps, values
 
 
 @torch.no_grad()
-def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, micro_batch_size: int) -> Tensor:
-    """Token log-probs under the reference policy (a causal LM): (N, L)."""
+def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, prompt_length: int,
+                      micro_batch_size: int, group_size: int = 1) -> Tensor:
+    """Token log-probs under the reference policy (a causal LM): (N, L), 0 on the prompt columns."""
     logps = torch.zeros(sequences.shape, device=sequences.device)
-    for rows in row_chunks(len(sequences), micro_batch_size):
-        columns = used_columns(attention_mask[rows])
-        mask = attention_mask[rows, columns]
-        logits = reference(input_ids=sequences[rows, columns], attention_mask=mask,
-                           position_ids=position_ids_from(mask)).logits
-        logps[rows, columns] = token_logps(logits, sequences[rows, columns])
+    share = shareable_group_size(micro_batch_size, group_size)
+    for rows, columns, start in micro_batches(attention_mask, micro_batch_size, prompt_length):
+        logits, _ = response_forward(reference, sequences[rows, columns], attention_mask[rows, columns], start, share)
+        response = slice(prompt_length, columns.stop)
+        logps[rows, response] = chosen_logps(logits, sequences[rows, response])
     return logps
 
 
@@ -75,29 +80,31 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     totals = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0,
               "kl_loss": 0.0, "grad_norm": 0.0, "skipped_updates": 0}
     num_tokens = experience.response_mask.sum().clamp(min=1)
-    chunks = row_chunks(len(experience.sequences), config.micro_batch_size)
+    chunks = micro_batches(experience.attention_mask, config.micro_batch_size, experience.prompt_length)
+    share = shareable_group_size(config.micro_batch_size, experience.group_size)
     for epoch in range(config.ppo_epochs):
         finite = torch.ones((), device=accelerator.device)
-        for index, rows in enumerate(chunks):
-            cols = used_columns(experience.attention_mask[rows])
-            mask = experience.response_mask[rows, cols]
+        for index, (rows, cols, start) in enumerate(chunks):
+            response = (rows, slice(experience.prompt_length, cols.stop))  # what the losses look at
+            mask = experience.response_mask[response]
             weight = mask.sum() / num_tokens  # this micro-batch's share of the minibatch's tokens
             syncing = index == len(chunks) - 1
             with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
-                logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols])
-                logps = token_logps(logits, experience.sequences[rows, cols])
-                pg_loss, clipped = policy_loss(logps, experience.old_logps[rows, cols],
-                                               experience.advantages[rows, cols], mask, config.clip_range)
+                logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
+                                       start, share)
+                logps = chosen_logps(logits, experience.sequences[response])
+                pg_loss, clipped = policy_loss(logps, experience.old_logps[response],
+                                               experience.advantages[response], mask, config.clip_range)
                 loss = pg_loss
                 if use_values:
-                    vf_loss = value_loss(values.float(), experience.values[rows, cols], experience.returns[rows, cols],
+                    vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
                                          mask, config.value_clip_range)
                     loss = loss + config.vf_coef * vf_loss
                 else:  # keep the unused value head in the graph: DDP insists every parameter is
                     vf_loss = values.sum() * 0.0
                     loss = loss + vf_loss
                 if config.kl_in == "loss":
-                    kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[rows, cols], config.kl_estimator), mask)
+                    kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[response], config.kl_estimator), mask)
                     loss = loss + config.kl_coef * kl_loss
                     totals["kl_loss"] += float(kl_loss.detach()) * float(weight) / config.ppo_epochs
                 finite *= torch.isfinite(loss.detach()).float()

@@ -107,15 +107,16 @@ def rl(config: RLConfig) -> dict:
         # 3. old log-probs and values (one pass), reference log-probs (one pass)
         with timer(times, "forward"):
             sequences, attention, response = rollout.sequences, rollout.attention_mask, rollout.response_mask
+            layout = (rollout.prompt_length, config.micro_batch_size, params.num_samples)
             if use_values:
-                old_logps, values = policy_forward(unwrapped, sequences, attention, config.micro_batch_size)
+                old_logps, values = policy_forward(unwrapped, sequences, attention, *layout)
             else:
                 old_logps, values = rollout.old_logps, torch.zeros_like(rollout.old_logps)
             if reference is None:
                 with unwrapped.policy.disable_adapter():
-                    ref_logps = reference_forward(unwrapped.policy, sequences, attention, config.micro_batch_size)
+                    ref_logps = reference_forward(unwrapped.policy, sequences, attention, *layout)
             else:
-                ref_logps = reference_forward(reference, sequences, attention, config.micro_batch_size)
+                ref_logps = reference_forward(reference, sequences, attention, *layout)
             old_logps, values = old_logps * response, values * response
         # 4. token rewards = terminal score - beta * KL; advantages and returns
         kl = kl_penalty(old_logps, ref_logps, config.kl_estimator) * response
@@ -126,7 +127,7 @@ def rl(config: RLConfig) -> dict:
         if config.whiten_advantages:
             advantages = whiten(advantages, response, sum_across_processes)
         experience = Experience(sequences, attention, response, old_logps, ref_logps, values,
-                                advantages, returns)
+                                advantages, returns, rollout.prompt_length, params.num_samples)
         # 5. ppo_epochs of clipped updates
         with timer(times, "update"):
             update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)

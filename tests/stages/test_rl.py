@@ -99,7 +99,7 @@ def test_a_non_finite_loss_skips_the_update(tmp_path):
     advantages[0, 2] = float("nan")
     zeros = torch.zeros(2, 6)
     experience = Experience(sequences, torch.ones(2, 6, dtype=torch.long), response, zeros, zeros, zeros,
-                            advantages, zeros)
+                            advantages, zeros, prompt_length=2)
     config = RLConfig(micro_batch_size=2, ppo_epochs=2)
     update = ppo_update(accelerator, model, optimizer, list(model.parameters()), experience, config, True)
     assert update["skipped_updates"] == 2
