@@ -11,7 +11,7 @@ and it keeps the sampling log-probs, so the RL stage need not recompute them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -61,6 +61,7 @@ class Rollout:
     finished: Tensor        # (N,) True where the row ended with a stop token (not cut at max length)
     texts: list[str]        # the responses as text, stop token removed
     prompt_length: int      # P
+    values: Tensor | None = None  # (N, P + T) value of the state each token was chosen in (given a value head)
 
     @property
     def num_generated_tokens(self) -> int:
@@ -112,20 +113,26 @@ def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[Tensor, Tenso
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
-           generator: torch.Generator | None = None) -> Rollout:
+           generator: torch.Generator | None = None, value_head=None) -> Rollout:
     """Sample `params.num_samples` responses per prompt; each row stops at a stop token, the batch
-    when all rows have stopped or reached max_new_tokens. Reproducible for a seeded `generator`."""
+    when all rows have stopped or reached max_new_tokens. Reproducible for a seeded `generator`.
+
+    With a `value_head` (a module on the last hidden state), the Rollout also holds its value of
+    the state each token was chosen in, read off the hidden states decoding computes anyway: PPO
+    then needs no forward pass of its own for old log-probs and values."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
     was_training = model.training
     model.eval()
     with torch.inference_mode():  # less bookkeeping per op than no_grad; only new tensors leave it
-        responses = decode(model, prompt_ids, prompt_mask, params, stops, tokenizer.pad_token_id, generator)
+        responses = decode(model, prompt_ids, prompt_mask, params, stops, tokenizer.pad_token_id, generator,
+                           value_head)
     model.train(was_training)
     k = params.num_samples
-    return assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
-                            responses.tokens, responses.logps, responses.lengths, responses.finished.clone(), k)
+    rollout = assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
+                               responses, k)
+    return rollout if value_head is not None else replace(rollout, values=None)
 
 
 @dataclass
@@ -134,14 +141,16 @@ class Responses:
 
     tokens: Tensor    # (N, max_new_tokens)
     logps: Tensor     # (N, max_new_tokens)
+    values: Tensor    # (N, max_new_tokens), zeros without a value head
     lengths: Tensor   # (N,)
     finished: Tensor  # (N,) ended with a stop token
 
-    def record(self, rows: Tensor, chosen: Tensor, chosen_logps: Tensor, stops: Tensor) -> Tensor:
+    def record(self, rows: Tensor, chosen: Tensor, chosen_logps: Tensor, values: Tensor, stops: Tensor) -> Tensor:
         """Append one token to each of `rows`; returns which of them have ended (stop token or full)."""
         position = self.lengths[rows]
         self.tokens[rows, position] = chosen
         self.logps[rows, position] = chosen_logps
+        self.values[rows, position] = values
         self.lengths[rows] = position + 1
         stopped = torch.isin(chosen, stops)
         self.finished[rows[stopped]] = True
@@ -149,24 +158,33 @@ class Responses:
 
 
 def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, stops: Tensor, pad_id: int,
-           generator: torch.Generator | None) -> Responses:
+           generator: torch.Generator | None, value_head=None) -> Responses:
     """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent."""
     from reftune.kv_cache import generation_cache
 
-    # 1. prefill each distinct prompt once, then copy its cache for its K samples
     k, device = params.num_samples, prompt_ids.device
     cache = generation_cache(model, prompt_ids.size(1) + params.max_new_tokens + params.lookahead)
+
+    def forward(**inputs) -> tuple[Tensor, Tensor]:
+        """Logits (a, w, V) and values (a, w) of the positions whose logits the model returns."""
+        out = model(**inputs, past_key_values=cache, use_cache=True, output_hidden_states=value_head is not None)
+        if value_head is None:
+            return out.logits.float(), out.logits.new_zeros(out.logits.shape[:2], dtype=torch.float)
+        return out.logits.float(), value_head(out.hidden_states[-1][:, -out.logits.size(1):]).squeeze(-1).float()
+
+    # 1. prefill each distinct prompt once, then copy its cache for its K samples
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    logits = out.logits[:, -1].float()
+    logits, values = forward(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
+                             logits_to_keep=1)
+    logits, values = logits[:, -1], values[:, -1]
     if k > 1:
         cache.batch_repeat_interleave(k)
-        logits = logits.repeat_interleave(k, 0)
+        logits, values = logits.repeat_interleave(k, 0), values.repeat_interleave(k, 0)
     n = len(prompt_ids) * k
     mask = prompt_mask.repeat_interleave(k, 0)
     next_position = positions[:, -1].repeat_interleave(k, 0) + 1
     responses = Responses(torch.full((n, params.max_new_tokens), pad_id, device=device),
+                          torch.zeros(n, params.max_new_tokens, device=device),
                           torch.zeros(n, params.max_new_tokens, device=device),
                           torch.zeros(n, dtype=torch.long, device=device), torch.zeros(n, dtype=torch.bool, device=device))
 
@@ -176,7 +194,7 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
     active = torch.arange(n, device=device)
     chosen, chosen_logps = choose_tokens(logits, params, generator)
     while True:
-        ended = responses.record(active, chosen, chosen_logps, stops)
+        ended = responses.record(active, chosen, chosen_logps, values, stops)
         if bool(ended.all()):
             return responses
         if bool(ended.any()):  # 3. drop ended rows from the batch and the cache
@@ -194,19 +212,18 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
         step_ids = torch.cat([chosen, chosen.new_tensor(drafts)])[None] if drafts else chosen[:, None]
         width = step_ids.size(1)
         mask = torch.cat([mask, mask.new_ones(len(active), width)], dim=-1)
-        out = model(input_ids=step_ids, attention_mask=mask if padded else None,
-                    position_ids=next_position[:, None] + torch.arange(width, device=device),
-                    past_key_values=cache, use_cache=True)
-        step_logits = out.logits.float()
+        step_logits, step_values = forward(input_ids=step_ids, attention_mask=mask if padded else None,
+                                           position_ids=next_position[:, None] + torch.arange(width, device=device))
         # 5. sample each position in turn; a draft token is kept while the sample equals it. That is
         # exact sampling: P(keep d) = p(d), and a sample that differs is drawn from p without d.
         accepted = 0
         chosen, chosen_logps = choose_tokens(step_logits[:, 0], params, generator)
         while accepted < len(drafts) and int(chosen) == drafts[accepted]:
-            if bool(responses.record(active, chosen, chosen_logps, stops).all()):
+            if bool(responses.record(active, chosen, chosen_logps, step_values[:, accepted], stops).all()):
                 return responses
             accepted += 1
             chosen, chosen_logps = choose_tokens(step_logits[:, accepted], params, generator)
+        values = step_values[:, accepted]
         if accepted < len(drafts):  # forget the positions of the drafts that were not kept
             cache.crop(accepted - len(drafts))
             mask = mask[:, :accepted - len(drafts)]
@@ -226,11 +243,12 @@ def draft_tokens(context: list[int], count: int, longest_ngram: int = 3, shortes
     return []
 
 
-def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, logps: Tensor,
-                     lengths: Tensor, finished: Tensor, num_samples: int) -> Rollout:
+def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, responses: Responses,
+                     num_samples: int) -> Rollout:
     """Join prompts (N, P) and responses (N, max_new_tokens) into a Rollout trimmed to the longest."""
+    lengths, finished = responses.lengths, responses.finished.clone()
     width = int(lengths.max())
-    tokens, logps = tokens[:, :width], logps[:, :width]
+    tokens, logps, values = (t[:, :width] for t in (responses.tokens, responses.logps, responses.values))
     response_mask = (torch.arange(width, device=tokens.device)[None, :] < lengths[:, None]).long()
     texts = []
     for row, length, stopped in zip(tokens.tolist(), lengths.tolist(), finished.tolist()):
@@ -242,6 +260,7 @@ def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, tokens:
         attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
         response_mask=torch.cat([zeros, response_mask], dim=1),
         old_logps=torch.cat([zeros.float(), logps * response_mask], dim=1),
+        values=torch.cat([zeros.float(), values * response_mask], dim=1),
         prompt_index=torch.arange(len(tokens), device=tokens.device) // num_samples,
         finished=finished,
         texts=texts,

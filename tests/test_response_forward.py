@@ -7,7 +7,7 @@ from reftune.kv_cache import PreallocatedLayer, generation_cache
 from reftune.models import PolicyWithValueHead, position_ids_from
 from reftune.response_forward import response_forward
 from reftune.rollout import SamplingParams, sample
-from reftune.stages.ppo import policy_forward, reference_forward
+from reftune.stages.ppo import reference_forward
 
 PROMPTS = ["Question:\nAva has 3 apples and 4 pears.\nAnswer reasoning:\n", "Question:\nBen?\nAnswer reasoning:\n"]
 
@@ -66,15 +66,30 @@ def test_groups_must_share_their_prompt(tiny_policy, rollout):
         response_forward(tiny_policy.model, rollout.sequences, rollout.attention_mask, rollout.prompt_length, 2)
 
 
-def test_rollout_passes_fill_the_response_columns_only(tiny_policy, rollout):
+def test_sampling_with_the_value_head_gives_the_plain_pass_values(tiny_policy):
+    """PPO reads old log-probs and values off the sampling passes: they must be the full pass's."""
     model = PolicyWithValueHead(tiny_policy.model)
-    start = rollout.prompt_length
-    logps, values = policy_forward(model, rollout.sequences, rollout.attention_mask, start, 3, 3)
-    reference = reference_forward(tiny_policy.model, rollout.sequences, rollout.attention_mask, start, 2, 3)
-    assert logps[:, :start].abs().sum() == 0 and values[:, :start].abs().sum() == 0
-    mask = rollout.response_mask.bool()
-    assert torch.allclose(logps[mask], rollout.old_logps[mask], atol=1e-4)  # the sampler's own log-probs
-    assert torch.allclose(reference[mask], rollout.old_logps[mask], atol=1e-4)  # micro-batch 2: not shared
+    torch.nn.init.normal_(model.value_head.weight)
+    batch = SamplingParams(max_new_tokens=12, num_samples=3)
+    alone = SamplingParams(temperature=0, max_new_tokens=30)  # one row: drafts, several positions per pass
+    for prompts, params in ((PROMPTS, batch), (PROMPTS[:1], alone)):
+        rollout = sample(tiny_policy.model, tiny_policy.tokenizer, prompts, params,
+                         torch.Generator().manual_seed(0), value_head=model.value_head)
+        logits, values = plain_pass(model, rollout)
+        mask = rollout.response_mask.bool()
+        assert rollout.values[:, :rollout.prompt_length].abs().sum() == 0
+        assert torch.allclose(rollout.values[mask], values[mask], atol=1e-4)
+        assert torch.allclose(rollout.old_logps[mask], token_logps(logits, rollout.sequences)[mask], atol=1e-4)
+    assert sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS, SamplingParams(max_new_tokens=4)).values is None
+
+
+def test_reference_pass_fills_the_response_columns_only(tiny_policy, rollout):
+    start, mask = rollout.prompt_length, rollout.response_mask.bool()
+    for micro_batch_size in (3, 2):  # whole groups of 3 share their prompt; 2 cannot
+        reference = reference_forward(tiny_policy.model, rollout.sequences, rollout.attention_mask, start,
+                                      micro_batch_size, 3)
+        assert reference[:, :start].abs().sum() == 0
+        assert torch.allclose(reference[mask], rollout.old_logps[mask], atol=1e-4)  # the sampler's own log-probs
 
 
 def test_preallocated_cache_decodes_like_the_plain_forward(tiny_policy):

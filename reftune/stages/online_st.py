@@ -20,7 +20,7 @@ from reftune.config import OnlineSTConfig, sinks
 from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
+from reftune.stages.common import (adamw, as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
                                    load_model, plan_on_policy, shard, start_run, step_questions)
 from reftune.stages.sft import encode_pairs, nll_backward, tokenizer_texts, training_pairs
 from reftune.tracking import Tracker, progress_bar
@@ -38,7 +38,7 @@ def online_st(config: OnlineSTConfig) -> dict:
                         tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
     tokenizer = policy.tokenizer
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     model, optimizer = accelerator.prepare(policy.model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}

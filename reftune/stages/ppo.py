@@ -44,22 +44,6 @@ def micro_batches(attention_mask: Tensor, size: int, prompt_length: int) -> list
 
 
 @torch.no_grad()
-def policy_forward(model, sequences: Tensor, attention_mask: Tensor, prompt_length: int,
-                   micro_batch_size: int, group_size: int = 1) -> tuple[Tensor, Tensor]:
-    """Token log-probs and values of the policy with its value head: (N, L) each, one pass, 0 on
-    the prompt columns."""
-    logps = torch.zeros(sequences.shape, device=sequences.device)
-    values = torch.zeros_like(logps)
-    share = shareable_group_size(micro_batch_size, group_size)
-    for rows, columns, start in micro_batches(attention_mask, micro_batch_size, prompt_length):
-        logits, value = model(sequences[rows, columns], attention_mask[rows, columns], start, share)
-        response = slice(prompt_length, columns.stop)
-        logps[rows, response] = chosen_logps(logits, sequences[rows, response])
-        values[rows, response] = value.float()
-    return logps, values
-
-
-@torch.no_grad()
 def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, prompt_length: int,
                       micro_batch_size: int, group_size: int = 1) -> Tensor:
     """Token log-probs under the reference policy (a causal LM): (N, L), 0 on the prompt columns."""

@@ -4,8 +4,9 @@ correctness as the terminal reward and a per-token KL penalty to the frozen warm
 Departures from the authors' scripts: the best checkpoint is chosen on a dev split, never on test;
 MCQ answers earn no partial reward; `advantage_estimator: group` offers the value-free GRPO-style
 variant; `kl_in: loss` moves the KL from the reward into the loss (an option, not the paper's).
-Old log-probs come from the one forward pass that also gives the values (GAE), or from sampling
-itself (group); with LoRA the reference is the same weights with the adapters switched off.
+Old log-probs and values are read off the sampling passes themselves (the value head applied to
+the hidden states decoding computes anyway), so the only extra pass is the reference's; with LoRA
+the reference is the same weights with the adapters switched off.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from reftune.config import RLConfig, sinks
 from reftune.models import PolicyWithValueHead, is_lora, save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
+from reftune.stages.common import (adamw, as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
                                    load_model, plan_on_policy, shard, start_run, step_questions)
-from reftune.stages.ppo import Experience, policy_forward, ppo_update, reference_forward
+from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.sft import tokenizer_texts, training_pairs
 from reftune.tracking import Tracker, progress_bar
 
@@ -72,9 +73,9 @@ def rl(config: RLConfig) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     head = list(model.value_head.parameters())
     backbone = [p for p in trainable if all(p is not h for h in head)]
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}],
-        lr=config.learning_rate, weight_decay=config.weight_decay)
+        config.learning_rate, config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
@@ -97,21 +98,20 @@ def rl(config: RLConfig) -> dict:
 
         # 1. sample completions from the current policy
         with timer(times, "sampling"):
-            rollout = sample(unwrapped.policy, tokenizer, [task.prompt(q) for q in mine], params)
+            rollout = sample(unwrapped.policy, tokenizer, [task.prompt(q) for q in mine], params,
+                             value_head=unwrapped.value_head if use_values else None)
         # 2. score final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none
         with timer(times, "scoring"):
             answers = task.extract_answers(rollout.texts)
             golds = [q.answer for q in mine for _ in range(params.num_samples)]
             scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)],
                                   device=accelerator.device)
-        # 3. old log-probs and values (one pass), reference log-probs (one pass)
+        # 3. old log-probs and values come with the samples; reference log-probs (one pass)
         with timer(times, "forward"):
             sequences, attention, response = rollout.sequences, rollout.attention_mask, rollout.response_mask
             layout = (rollout.prompt_length, config.micro_batch_size, params.num_samples)
-            if use_values:
-                old_logps, values = policy_forward(unwrapped, sequences, attention, *layout)
-            else:
-                old_logps, values = rollout.old_logps, torch.zeros_like(rollout.old_logps)
+            old_logps = rollout.old_logps
+            values = rollout.values if use_values else torch.zeros_like(old_logps)
             if reference is None:
                 with unwrapped.policy.disable_adapter():
                     ref_logps = reference_forward(unwrapped.policy, sequences, attention, *layout)

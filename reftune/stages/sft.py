@@ -19,7 +19,7 @@ from reftune.checkpoint import read_trainer_state
 from reftune.config import SFTConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import position_ids_from, save_pretrained
-from reftune.stages.common import (as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
+from reftune.stages.common import (adamw, as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
                                    load_model, shard, start_run)
 from reftune.tracking import Tracker, progress_bar
 
@@ -149,7 +149,7 @@ def sft(config: SFTConfig, pairs: list[tuple[str, str]] | None = None, stage: st
 
     # 3. optimizer and schedule, resumed when asked
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     warmup = math.ceil(config.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))

@@ -20,7 +20,7 @@ from reftune.config import VerifierConfig, sinks
 from reftune.errors import ReftuneError
 from reftune.models import Verifier, save_verifier
 from reftune.selection import roc_auc
-from reftune.stages.common import (as_dict, budget_spent, finish_run, load_examples, load_model, shard,
+from reftune.stages.common import (adamw, as_dict, budget_spent, finish_run, load_examples, load_model, shard,
                                    start_run)
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples
 from reftune.stages.sft import collate, encode_pairs, epoch_order, linear_warmup_decay, plan_steps
@@ -108,7 +108,7 @@ def verifier(config: VerifierConfig) -> dict:
     encoded, skipped = encode_labelled(tokenizer, train_samples, config.max_length)
     steps_per_epoch, total_steps = plan_steps(config, len(encoded), accelerator.num_processes)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     warmup = math.ceil(config.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
     model, optimizer = accelerator.prepare(model, optimizer)
