@@ -10,9 +10,10 @@ completion length and number of steps; each side runs alone in a fresh process.
   batch (ppo_epochs / num_iterations).
 
 Timing: seconds per step from step-end timestamps, skipping the first step (warm-up) and anything
-after the last (evaluation, saving). Completion tokens: reftune counts the tokens it generated; TRL is
-credited with every row reaching the full length (it can only be fewer, so TRL's figure can only be
-flattered). Peak memory: the worker process's maximum resident set.
+after the last (evaluation, saving). Completion tokens, the stop token included: reftune counts the
+tokens it generated; TRL's GRPO, the mean completion length it logs; TRL's PPO always generates the
+full length (its min_new_tokens is the response length) and is credited with it. Peak memory: the
+worker process's maximum resident set.
 
 TRL is a benchmark-only dependency, never reftune's: the two TRL versions live in their own virtual
 environments (made under the cache folder on first use, or pass --trl-ppo-python / --trl-grpo-python).
@@ -161,13 +162,18 @@ def trl_dataset(args, tokenized: bool):
 
 
 def step_timer():
+    """A TRL callback keeping each optimizer step's end time and every log line."""
     from transformers import TrainerCallback
 
     class StepTimes(TrainerCallback):
         ends: list[float] = []
+        logs: list[dict] = []
 
         def on_step_end(self, *_, **__):
             self.ends.append(time.time())
+
+        def on_log(self, *_, logs=None, **__):
+            self.logs.append(dict(logs or {}))
     return StepTimes()
 
 
@@ -222,7 +228,8 @@ def trl_grpo_worker(args) -> dict:
     # num_iterations=2: each generation batch is trained on for 2 optimizer steps; one reftune step
     # (sample once, 2 PPO epochs) equals 2 of them.
     ends = timer.ends[1::2]
-    return side_result(ends, rows * args.max_new_tokens, len(ends))
+    lengths = [log["completions/mean_length"] for log in timer.logs if "completions/mean_length" in log]
+    return side_result(ends, rows * (sum(lengths) / len(lengths) if lengths else args.max_new_tokens), len(ends))
 
 
 WORKERS = {"reftune-ppo": lambda args: reftune_worker(args, "gae"),
