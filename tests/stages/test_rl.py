@@ -129,3 +129,41 @@ def test_rl_raises_the_share_of_right_samples(tmp_path, warm_tiny, options):
                 report_to="jsonl", progress=False, output=str(tmp_path / "rl"), **options))
     after = sample_accuracy(str(tmp_path / "rl" / "checkpoints" / "step-000040" / "model"), tmp_path / "after")
     assert after >= before + 0.04, (before, after)
+
+
+def killed_run(config_path, wait_for):
+    """Start `reftune rl --config config_path` in a process of its own; kill -9 it the moment
+    `wait_for` exists."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "reftune.cli", "rl", "--config", str(config_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not wait_for.exists():
+        assert process.poll() is None, f"the run ended before {wait_for.name}: {process.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "the run took too long"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", ["step-000002/trainer_state.json", "step-000003/model"])
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, kill_when):
+    """A real kill -9 of a live run: just after a checkpoint is complete, or in the middle of
+    writing one (its model written, its state not yet)."""
+    from reftune.options import config_to_yaml
+
+    run = dict(TINY_RL, max_steps=5, eval_every=1, keep_checkpoints=2)
+    rl(RLConfig(**run, output=str(tmp_path / "straight")))
+    config = tmp_path / "killed.yaml"
+    config.write_text(config_to_yaml(RLConfig(**run, output=str(tmp_path / "killed"))))
+    killed_run(config, tmp_path / "killed" / "checkpoints" / kill_when)
+    assert rl(RLConfig(**run, output=str(tmp_path / "killed"), resume=True))["steps"] == 5
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000005")
+    resumed = weights(tmp_path / "killed" / "checkpoints" / "step-000005")
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
