@@ -75,3 +75,27 @@ def test_token_rewards_put_the_score_on_the_last_response_token():
     rewards = token_rewards(torch.tensor([1.0, 0.1]), kl, mask, kl_coef=0.1)
     assert rewards.tolist()[0] == pytest.approx([0, -0.05, -0.05, 0.95, 0])
     assert rewards.tolist()[1] == pytest.approx([0, 0, -0.05, -0.05, 0.05])
+
+
+def whiten_in_a_process_group(rank: int, folder: str, parts: list) -> None:
+    """One of two gloo processes: whiten this rank's part with a real all-reduce; save the result."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+    values, mask = parts[rank]
+
+    def sum_across_processes(stats):
+        dist.all_reduce(stats)
+        return stats
+    torch.save(whiten(values, mask, sum_across_processes), f"{folder}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_whiten_across_two_real_processes_equals_whiten_of_the_concatenation(tmp_path):
+    torch.manual_seed(1)
+    parts = [(torch.randn(2, 5), torch.randint(0, 2, (2, 5))), (torch.randn(3, 5), torch.randint(0, 2, (3, 5)))]
+    torch.multiprocessing.spawn(whiten_in_a_process_group, args=(str(tmp_path), parts), nprocs=2)
+    together = whiten(torch.cat([parts[0][0], parts[1][0]]), torch.cat([parts[0][1], parts[1][1]]))
+    got = torch.cat([torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)])
+    assert torch.allclose(got, together, atol=1e-5)
+    assert not torch.allclose(got[:2], whiten(*parts[0]), atol=1e-3)  # each alone would differ
