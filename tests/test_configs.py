@@ -32,3 +32,12 @@ def test_task_options_reach_the_task_and_bad_ones_are_refused():
         parse_task_options("max_number")
     with pytest.raises(ReftuneError, match="takes no options"):
         load_examples(SFTConfig(task="gsm8k", task_options="max_number=5"), "train")
+
+
+def test_demo_learning_rates_follow_the_base_model():
+    from reftune.config import DemoConfig
+
+    scratch, pretrained = DemoConfig(), DemoConfig(model="smollm2-135m")
+    assert (scratch.sft_learning_rate, scratch.rl_learning_rate) == (1e-3, 1e-4)  # a tiny model from scratch
+    assert (pretrained.sft_learning_rate, pretrained.rl_learning_rate) == (2e-5, 3e-6)  # the paper's, 125M
+    assert DemoConfig(model="smollm2-135m", sft_learning_rate=1e-4).sft_learning_rate == 1e-4

@@ -176,12 +176,14 @@ class DemoConfig(RunOptions):
     """Held-out test questions: the comparison is made on them."""
     warmup_epochs: int = 12
     """Warm-up SFT epochs: to the plateau of its dev accuracy, so that more SFT has little left to gain."""
-    sft_learning_rate: float = 1e-3
-    """lr of the warm-up and of the continued-SFT branch."""
+    sft_learning_rate: float | None = None
+    """lr of the warm-up and of the continued-SFT branch; default 1e-3 for arithmetic-base (a tiny
+    model trained from scratch), 2e-5 for a pretrained --model (the paper's for Galactica-125M)."""
     branch_seconds: float = 150.0
     """Compute given to each branch after the warm-up (wall-clock seconds on this machine)."""
-    rl_learning_rate: float = 1e-4
-    """lr of the ReFT branch's policy."""
+    rl_learning_rate: float | None = None
+    """lr of the ReFT branch's policy; default 1e-4 for arithmetic-base, 3e-6 for a pretrained
+    --model (the paper's for Galactica-125M)."""
     advantage_estimator: str = "gae"
     """The ReFT branch's advantages: gae (the paper, value head) or group (no value head)."""
     value_head_learning_rate: float = 3e-3
@@ -208,3 +210,8 @@ class DemoConfig(RunOptions):
                              "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         if self.branch_seconds <= 0:
             raise ReftuneError("branch_seconds must be > 0")
+        from_scratch = self.model == "arithmetic-base"
+        if self.sft_learning_rate is None:
+            self.sft_learning_rate = 1e-3 if from_scratch else 2e-5
+        if self.rl_learning_rate is None:
+            self.rl_learning_rate = 1e-4 if from_scratch else 3e-6
