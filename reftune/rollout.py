@@ -11,7 +11,7 @@ and it keeps the sampling log-probs, so the RL stage need not recompute them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -130,9 +130,8 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
                            value_head)
     model.train(was_training)
     k = params.num_samples
-    rollout = assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
-                               responses, k)
-    return rollout if value_head is not None else replace(rollout, values=None)
+    return assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
+                            responses, k, with_values=value_head is not None)
 
 
 @dataclass
@@ -244,7 +243,7 @@ def draft_tokens(context: list[int], count: int, longest_ngram: int = 3, shortes
 
 
 def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, responses: Responses,
-                     num_samples: int) -> Rollout:
+                     num_samples: int, with_values: bool) -> Rollout:
     """Join prompts (N, P) and responses (N, max_new_tokens) into a Rollout trimmed to the longest."""
     lengths, finished = responses.lengths, responses.finished.clone()
     width = int(lengths.max())
@@ -260,7 +259,7 @@ def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, respons
         attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
         response_mask=torch.cat([zeros, response_mask], dim=1),
         old_logps=torch.cat([zeros.float(), logps * response_mask], dim=1),
-        values=torch.cat([zeros.float(), values * response_mask], dim=1),
+        values=torch.cat([zeros.float(), values * response_mask], dim=1) if with_values else None,
         prompt_index=torch.arange(len(tokens), device=tokens.device) // num_samples,
         finished=finished,
         texts=texts,
