@@ -67,12 +67,54 @@ def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
 
 
 @pytest.mark.slow
+def test_both_branches_start_from_the_warm_ups_last_epoch(quick_demo):
+    import yaml
+
+    from reftune.checkpoint import latest_checkpoint
+    from reftune.tracking import read_metrics
+
+    run, _ = quick_demo
+    last = latest_checkpoint(run / "warmup")
+    warmup_steps = json.loads((run / "warmup" / "summary.json").read_text())["steps"]
+    assert last.name == f"step-{warmup_steps:06d}"
+    for branch in ("sft", "reft"):
+        assert yaml.safe_load((run / branch / "config.yaml").read_text())["model"] == str(last / "model")
+    results = json.loads((run / "summary.json").read_text())["results"]
+    logged = [m["dev_accuracy"] for m in read_metrics(run / "warmup") if "dev_accuracy" in m]
+    assert results["warm-up"]["dev"] == logged[-1]
+    for name, branch in (("SFT", "sft"), ("ReFT", "reft")):  # each keeps its start unless it beat it on dev
+        own = json.loads((run / branch / "summary.json").read_text())
+        beat = own["best_dev_accuracy"] > logged[-1]
+        assert results[name]["chosen"] == (f"step {own['best_step']}" if beat else "its start (the warm-up)")
+        assert results[name]["dev"] == max(own["best_dev_accuracy"], logged[-1])
+    assert "the warm-up's at its last epoch" in (run / "report.md").read_text()
+
+
+def test_a_branch_keeps_its_start_unless_a_checkpoint_beats_it_on_dev(tmp_path):
+    from reftune.stages.demo import Pick, pick
+
+    start = Pick("warmup/checkpoints/step-000300/model", 0.20, "its start (the warm-up)")
+
+    def run(best_dev: float):
+        folder = tmp_path / f"run-{best_dev}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(
+            {"best_dev_accuracy": best_dev, "best_model": str(folder / "best"), "best_step": 50}))
+        return folder
+
+    assert pick(run(0.165), start) == start
+    assert pick(run(0.20), start) == start  # a tie keeps the start
+    assert pick(run(0.25), start) == Pick(str(tmp_path / "run-0.25" / "best"), 0.25, "step 50")
+    assert pick(run(0.10)) == Pick(str(tmp_path / "run-0.1" / "best"), 0.10, "step 50")  # no start: its own best
+
+
+@pytest.mark.slow
 def test_quick_demo_with_all_methods_prints_the_four_method_table_with_rerank(tmp_path, demo_cache):
     printed = run_demo(demo_cache, tmp_path / "run", "--all-methods")
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert list(summary["results"]) == ["warm-up", "SFT", "ReFT", "Offline-ST", "Online-ST"]
-    assert "| model | test top-1 | test vote@4 | test rerank@4 | best dev top-1 |" in printed
+    assert "| model | test top-1 | test vote@4 | test rerank@4 | dev top-1 |" in printed
     for name, figures in summary["results"].items():
         line = (f"| {name} | {percent(figures['top1'])} | {percent(figures['vote'])} | {percent(figures['rerank'])} "
                 f"| {percent(figures['dev'])} |")
