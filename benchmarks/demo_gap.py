@@ -1,8 +1,11 @@
 """Does ReFT beat SFT on the demo? Runs the default `reftune demo` with several seeds (each its own
 warm-up and branches; the cached base model is shared) and prints test top-1 in points:
 
-    {"seeds": [{"seed", "warmup", "sft", "reft", "seconds"}, ...],
+    {"seeds": [{"seed", "warmup", "sft", "reft", "seconds", "gap", "sft_pick", "reft_pick"}, ...],
      "mean": {"warmup", "sft", "reft", "gap"}, "std": {same}}        gap = reft - sft
+
+Each branch stands for its pick on dev among its start (the warm-up's last epoch) and its own
+checkpoints; *_pick says which ("step N", or "its start (the warm-up)").
 
 Target (demo issue): a mean gap of at least 5 points.
 
@@ -33,7 +36,8 @@ def main() -> None:
         summary = json.loads((folder / "summary.json").read_text())
         points = {name: round(100 * summary["results"][label]["top1"], 2)
                   for name, label in (("warmup", "warm-up"), ("sft", "SFT"), ("reft", "ReFT"))}
-        seeds.append({"seed": seed, **points, "seconds": summary["seconds"]})
+        picks = {f"{name}_pick": summary["results"][label].get("chosen") for name, label in (("sft", "SFT"), ("reft", "ReFT"))}
+        seeds.append({"seed": seed, **points, "seconds": summary["seconds"], **picks})
     keys = ("warmup", "sft", "reft", "gap")
     for row in seeds:
         row["gap"] = round(row["reft"] - row["sft"], 2)
