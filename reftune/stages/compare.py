@@ -32,11 +32,8 @@ def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_
     """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]."""
     from reftune.stages.evaluate import evaluate
 
-    results, evaluated = {}, {}
+    results = {}
     for name, model in models.items():
-        if model in evaluated:  # one model under two names (a branch that kept its start): evaluated once
-            results[name] = dict(evaluated[model])
-            continue
         slug = name.lower().replace(" ", "-")
         greedy = evaluate(EvalConfig(**evaluation, model=model, output=str(folder / "eval" / f"{slug}-greedy")))
         sampled = evaluate(EvalConfig(**evaluation, model=model, temperature=temperature, num_samples=num_samples,
@@ -46,7 +43,6 @@ def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_
                          "rerank": sampled.get(f"rerank@{num_samples}_accuracy"),
                          "upper_bound": sampled.get(f"upper_bound@{num_samples}", sampled[f"pass@{num_samples}"]),
                          "greedy_samples": str(folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl")}
-        evaluated[model] = results[name]
     return results
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reftune.checkpoint import latest_checkpoint
+from reftune.checkpoint import latest_checkpoint, read_trainer_state
 from reftune.config import DemoConfig, RLConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
@@ -89,9 +89,10 @@ def demo(config: DemoConfig) -> dict:
     # The branches start from the warm-up's last epoch, as the paper's ReFT starts from a fixed epoch
     # (RECIPE.md), not from its dev-best one: on this plateau the dev-best pick is mostly noise and
     # often lands early. Over 6 seeds, last epochs scored 18-22.5% on all 200 dev questions against
-    # 14-22.5% for the picks, and were right on 35-37% of their samples of training questions (RL's
-    # signal), against 6-31%.
-    warm = str(latest_checkpoint(folder / "warmup") / "model")
+    # 14-22.5% for the picks; in the 3 seeds checked, they were right on 35-37% of their samples of
+    # training questions (RL's signal), the picks on 6-31%.
+    last = latest_checkpoint(folder / "warmup")
+    warm = str(last / "model")
 
     # 3. branches from the warm-up, the same budget each
     say(f"[3/5] ReFT branch: {plan.branch_seconds:.0f} s of RL from the warm-up checkpoint")
@@ -105,12 +106,16 @@ def demo(config: DemoConfig) -> dict:
     sft(SFTConfig(**sft_options, model=warm, epochs=1000, max_seconds=plan.branch_seconds,
                   eval_every=max(1, 2 * plan.train_questions // batch), output=str(folder / "sft")))
     start = Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
-    picks = {"warm-up": start, "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
+    picks = {"warm-up": replace(start, label=f"its last epoch (step {read_trainer_state(last)['step']})"),
+             "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
     verifier_folder = None
     if config.all_methods:
         verifier_folder = baselines(config, plan, folder, common, sft_options, base, warm)
         picks.update({"Offline-ST": pick(folder / "offline-st"), "Online-ST": pick(folder / "online-st", start)})
-    models = {name: chosen.model for name, chosen in picks.items()}
+    models = {}  # a branch that kept its start is the warm-up: evaluated once, under its first name
+    for name, chosen in picks.items():
+        if chosen.model not in models.values():
+            models[name] = chosen.model
 
     # 4. the held-out test: greedy top-1, majority vote (and reranking) over the same samples
     say(f"[5/5] test: {plan.test_questions} held-out questions, greedy and vote@{plan.vote_samples}"
@@ -118,9 +123,10 @@ def demo(config: DemoConfig) -> dict:
     evaluation = dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
                       max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
                       report_to="jsonl")
-    results = evaluate_models(models, folder, evaluation, plan.vote_samples, verifier_folder)
-    for name, chosen in picks.items():
-        results[name].update(dev=chosen.dev_accuracy, chosen=chosen.label)
+    evaluated = evaluate_models(models, folder, evaluation, plan.vote_samples, verifier_folder)
+    by_model = {model: evaluated[name] for name, model in models.items()}
+    results = {name: {**by_model[chosen.model], "dev": chosen.dev_accuracy, "chosen": chosen.label}
+               for name, chosen in picks.items()}
 
     # 5. the report
     headers = ["model", "test top-1", f"test vote@{plan.vote_samples}", "dev top-1"]
