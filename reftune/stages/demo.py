@@ -4,8 +4,8 @@ reinforcement help?".
 1. a base model that knows arithmetic language (pretrained once by reftune, then cached);
 2. warm-up SFT on one gold CoT per training question, for a fixed number of epochs;
 3. two branches from the warm-up's last checkpoint, each given the same wall-clock budget:
-   ReFT (RL stage) and continued SFT (the paper's SFT baseline), each picking its best checkpoint
-   on dev;
+   ReFT (RL stage) and continued SFT (the paper's SFT baseline), each picking on dev among its
+   start and its own checkpoints;
 4. greedy top-1 and majority vote of the warm-up and of both branches on held-out test questions;
 5. a report folder: table, plots, example completions, one self-contained HTML page.
 
