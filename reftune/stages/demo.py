@@ -112,10 +112,9 @@ def demo(config: DemoConfig) -> dict:
     if config.all_methods:
         verifier_folder = baselines(config, plan, folder, common, sft_options, base, warm)
         picks.update({"Offline-ST": pick(folder / "offline-st"), "Online-ST": pick(folder / "online-st", start)})
-    models = {}  # a branch that kept its start is the warm-up: evaluated once, under its first name
+    first_name = {}  # a branch that kept its start is the warm-up: evaluated once, under its first name
     for name, chosen in picks.items():
-        if chosen.model not in models.values():
-            models[name] = chosen.model
+        first_name.setdefault(chosen.model, name)
 
     # 4. the held-out test: greedy top-1, majority vote (and reranking) over the same samples
     say(f"[5/5] test: {plan.test_questions} held-out questions, greedy and vote@{plan.vote_samples}"
@@ -123,9 +122,9 @@ def demo(config: DemoConfig) -> dict:
     evaluation = dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
                       max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
                       report_to="jsonl")
-    evaluated = evaluate_models(models, folder, evaluation, plan.vote_samples, verifier_folder)
-    by_model = {model: evaluated[name] for name, model in models.items()}
-    results = {name: {**by_model[chosen.model], "dev": chosen.dev_accuracy, "chosen": chosen.label}
+    evaluated = evaluate_models({name: model for model, name in first_name.items()}, folder, evaluation,
+                                plan.vote_samples, verifier_folder)
+    results = {name: {**evaluated[first_name[chosen.model]], "dev": chosen.dev_accuracy, "chosen": chosen.label}
                for name, chosen in picks.items()}
 
     # 5. the report
