@@ -171,7 +171,7 @@ class DemoConfig(RunOptions):
     train_questions: int = 800
     """Training questions, each with one gold CoT (the paper's setting: one annotated path). 800 x 6
     epochs costs the warm-up what 400 x 12 did, and on dev (seeds 0-2) the branches' picks scored
-    ReFT 37.5-45% against continued SFT's 29-31% (400 x 12: 24-33.5% against 19.5-26.5%)."""
+    ReFT 37-45% against continued SFT's 29-31% (400 x 12: 24-33.5% against 19.5-26.5%)."""
     dev_questions: int = 200
     """Dev questions (the arithmetic task's whole dev split): the branches choose their checkpoints on
     them. With 100, a pick's noise (about 4 points) was as large as the effect being measured."""
