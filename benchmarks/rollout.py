@@ -1,9 +1,14 @@
 """Generated tokens per second: reftune's sampler (reftune.rollout.sample) against a plain loop of
 `model.generate` on the same prompts, at batch sizes 1 / 8 / 32, on `tiny` and `smollm2-135m`.
 
-Both decode greedily with the same max_new_tokens, so both produce the same tokens (checked) and
-the comparison is of the machinery alone. A row's generated tokens count up to and including EOS.
-A `samples` scenario adds what RL and voting do: K samples per prompt at temperature 1.
+Both decode greedily with the same max_new_tokens, so both produce the same tokens (checked). A
+row's generated tokens count up to and including EOS. A `samples` scenario adds what RL and voting
+do: K samples per prompt at temperature 1.
+
+`generate` runs the model as transformers loads it (torch's nn.Linear). reftune runs it as
+`load_policy` loads it: on CPUs where oneDNN's fp32 products are faster (`reftune/cpu_linear.py`),
+its linear layers use them. To show how much of the speedup is the sampler and how much the
+kernels, `generate` is also timed on reftune's layers (`*_same_kernels`).
 
 Prints JSON. Target (models issue): reftune not slower than model.generate.
 
@@ -18,6 +23,7 @@ import time
 
 import torch
 
+from reftune.cpu_linear import set_fast_cpu_linear, wanted
 from reftune.models import TINY, load_policy
 from reftune.rollout import SamplingParams, sample
 from reftune.tasks import get_task
@@ -53,12 +59,24 @@ def run_generate(model, tokenizer, prompts, max_new_tokens):
     return out[:, encoded["input_ids"].size(1):]
 
 
+def with_torch_linear(model, function):
+    """Run `function` with the model's linear layers as transformers has them, then restore."""
+    changed = set_fast_cpu_linear(model, fast=False)
+    try:
+        return function()
+    finally:
+        if changed:
+            set_fast_cpu_linear(model)
+
+
 def compare(policy, batch_size: int, max_new_tokens: int, repeats: int) -> dict:
     model, tokenizer = policy.model, policy.tokenizer
     prompts = prompts_for(batch_size)
     params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
     ours_s, rollout = timed(lambda: sample(model, tokenizer, prompts, params), repeats)
-    theirs_s, generated = timed(lambda: run_generate(model, tokenizer, prompts, max_new_tokens), repeats)
+    generate = lambda: run_generate(model, tokenizer, prompts, max_new_tokens)  # noqa: E731
+    theirs_s, generated = with_torch_linear(model, lambda: timed(generate, repeats))
+    same_kernels_s, _ = timed(generate, repeats)
     ours_tokens = rollout.num_generated_tokens
     theirs_tokens = generated_tokens(generated, tokenizer.eos_token_id, tokenizer.pad_token_id)
     theirs_texts = [tokenizer.decode(row, skip_special_tokens=True) for row in generated]
@@ -66,7 +84,9 @@ def compare(policy, batch_size: int, max_new_tokens: int, repeats: int) -> dict:
             "same_outputs": rollout.texts == theirs_texts and ours_tokens == theirs_tokens,
             "reftune_tokens_per_s": round(ours_tokens / ours_s, 1),
             "generate_tokens_per_s": round(theirs_tokens / theirs_s, 1),
-            "speedup": round((ours_tokens / ours_s) / (theirs_tokens / theirs_s), 2)}
+            "speedup": round((ours_tokens / ours_s) / (theirs_tokens / theirs_s), 2),
+            "generate_same_kernels_tokens_per_s": round(theirs_tokens / same_kernels_s, 1),
+            "speedup_same_kernels": round(same_kernels_s / ours_s * ours_tokens / theirs_tokens, 2)}
 
 
 def compare_samples(policy, prompts_count: int, k: int, max_new_tokens: int, repeats: int) -> dict:
@@ -83,7 +103,7 @@ def compare_samples(policy, prompts_count: int, k: int, max_new_tokens: int, rep
         with torch.no_grad():
             return model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
                                   num_return_sequences=k, pad_token_id=tokenizer.pad_token_id)
-    theirs_s, generated = timed(generate, repeats)
+    theirs_s, generated = with_torch_linear(model, lambda: timed(generate, repeats))
     theirs_tokens = generated_tokens(generated[:, encoded["input_ids"].size(1):], tokenizer.eos_token_id,
                                      tokenizer.pad_token_id)
     return {"prompts": prompts_count, "samples_per_prompt": k,
@@ -101,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                           "torch": torch.__version__}, "max_new_tokens": args.max_new_tokens, "models": {}}
+                           "torch": torch.__version__, "onednn_linear": wanted()}, "max_new_tokens": args.max_new_tokens, "models": {}}
     for name in args.models:
         texts = prompts_for(200) if name == TINY else None
         policy = load_policy(name, tokenizer_texts=texts)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.errors import ReftuneError
 
 SMOLLM2 = "smollm2-135m"
@@ -94,6 +95,7 @@ def load_policy(name: str, *, device: torch.device | str = "cpu", dtype: torch.d
     model.config.eos_token_id = tokenizer.eos_token_id
     if lora_rank > 0:
         model = apply_lora(model, lora_rank, lora_alpha or 2.0 * lora_rank, lora_dropout)
+    prefer_fast_cpu_linear(model)  # oneDNN's fp32 products where they are faster here (cpu_linear.py)
     return Policy(model, tokenizer, name)
 
 

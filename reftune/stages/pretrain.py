@@ -108,6 +108,7 @@ def pack(texts: list[str], tokenizer, block_size: int) -> torch.Tensor:
 
 def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Path:
     """The cached base model folder, built first when missing (a few minutes on 2 CPU cores)."""
+    from reftune.cpu_linear import prefer_fast_cpu_linear
     from reftune.models import build_tiny_model, build_tiny_tokenizer, save_pretrained
     from reftune.stages.sft import linear_warmup_decay
 
@@ -118,6 +119,7 @@ def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Pa
     texts = corpus(spec)
     tokenizer = build_tiny_tokenizer(texts, spec.model.vocab_size)
     model = build_tiny_model(tokenizer, spec.model, spec.seed)
+    prefer_fast_cpu_linear(model)
     blocks = pack(texts, tokenizer, spec.block_size)
     generator = torch.Generator().manual_seed(spec.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)

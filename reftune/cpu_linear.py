@@ -1,0 +1,143 @@
+"""Linear layers on CPU through oneDNN's fp32 matrix multiply instead of MKL's, where that is faster.
+
+torch sends an fp32 `F.linear` on CPU to MKL. On the AMD EPYC (Zen 5, AVX-512) this project is
+developed and tested on, MKL runs a slower path than oneDNN's AVX-512 kernels, which torch also
+ships (`torch.ops.mkldnn._linear_pointwise`): 1.5-2.3x faster for products of a few million
+multiply-adds or more (decoding smollm2, any training step), slower below about one million (its
+fixed cost per call). Both compute in fp32: results agree to fp32 rounding, not bit for bit.
+
+`set_fast_cpu_linear(model)` turns the model's `nn.Linear` layers into `FastCPULinear`, the same
+layer (same weights, state dict, isinstance) whose forward sends each large enough fp32 CPU call to
+oneDNN, with an autograd rule whose two backward products go there too. `load_policy` does this
+when a short probe, run once per process, finds oneDNN at least 10% faster on this machine (on CPUs
+where MKL has its best path it may not be). REFTUNE_CPU_LINEAR=torch turns it off, =onednn on.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reftune.errors import ReftuneError
+
+ENV_VARIABLE = "REFTUNE_CPU_LINEAR"
+
+
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (..., in) @ weight (out, in)^T + bias (out,), by oneDNN; weight may be a strided view."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """F.linear with forward and backward products in oneDNN. Shapes as `onednn_linear`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # (..., out) @ (out, in): the weight's transpose, as a view
+            grad_x = onednn_linear(grad, weight.t())
+        flat_grad = grad.reshape(-1, grad.size(-1))
+        if ctx.needs_input_grad[1]:  # (out, rows) @ (rows, in), both as views
+            grad_weight = onednn_linear(flat_grad.t(), x.reshape(-1, x.size(-1)).t())
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = flat_grad.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+MIN_MULTIPLY_ADDS = 2 ** 21
+"""Below about this many multiply-adds (rows x in x out) oneDNN's cost per call outweighs its
+faster kernel on the development machine (measured from 64x64 to 576x1536 weights, 1 to 2048 rows)."""
+
+
+def routable(x: Tensor, weight: Tensor) -> bool:
+    """Whether oneDNN takes this call: a large enough product of fp32 CPU tensors. The cheapest test
+    goes first: it runs on every call of every layer."""
+    return (x.numel() * weight.size(0) >= MIN_MULTIPLY_ADDS and x.dtype == weight.dtype == torch.float32
+            and x.device.type == "cpu" and x.dim() >= 2)
+
+
+class FastCPULinear(nn.Linear):
+    """nn.Linear whose large fp32 CPU products go to oneDNN (module docstring)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not routable(x, self.weight):
+            return F.linear(x, self.weight, self.bias)
+        parts = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in parts):
+            return OneDNNLinear.apply(x, self.weight, self.bias)
+        return onednn_linear(x, self.weight, self.bias)
+
+
+def set_fast_cpu_linear(model: nn.Module, fast: bool = True) -> int:
+    """Turn the plain nn.Linear layers of `model` into FastCPULinear (`fast`), or back; returns how
+    many layers changed. Weights, state dict and saved folders are untouched."""
+    old, new = (nn.Linear, FastCPULinear) if fast else (FastCPULinear, nn.Linear)
+    changed = 0
+    for module in model.modules():
+        if type(module) is old:
+            module.__class__ = new
+            changed += 1
+    return changed
+
+
+def onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+@functools.cache
+def onednn_is_faster(margin: float = 0.9) -> bool:
+    """Time MKL and oneDNN once on a decoding shape and a training shape (about 0.1 s); True when
+    oneDNN takes under `margin` of MKL's time on both and gives the same numbers."""
+    if not onednn_available():
+        return False
+
+    def best_of(function, repeats: int = 5) -> float:
+        function()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(1024, 512, generator=generator)
+    try:
+        for rows in (16, 1024):
+            x = torch.randn(rows, 512, generator=generator)
+            if not torch.allclose(onednn_linear(x, weight), F.linear(x, weight), rtol=1e-4, atol=1e-4):
+                return False
+            if best_of(lambda: onednn_linear(x, weight)) > margin * best_of(lambda: F.linear(x, weight)):
+                return False
+    except RuntimeError:  # a torch build whose oneDNN op refuses these inputs
+        return False
+    return True
+
+
+def wanted() -> bool:
+    """The environment variable's choice, else the probe's."""
+    choice = os.environ.get(ENV_VARIABLE, "auto").strip().lower()
+    if choice not in ("auto", "onednn", "torch"):
+        raise ReftuneError(f"{ENV_VARIABLE}={choice!r}: use auto, onednn or torch")
+    if choice == "torch":
+        return False
+    return onednn_available() if choice == "onednn" else onednn_is_faster()
+
+
+def prefer_fast_cpu_linear(model: nn.Module) -> int:
+    """`set_fast_cpu_linear(model)` when wanted here (`wanted`) and the model is fp32 on CPU."""
+    parameter = next(model.parameters(), None)
+    if parameter is None or parameter.device.type != "cpu" or parameter.dtype != torch.float32 or not wanted():
+        return 0
+    return set_fast_cpu_linear(model)
