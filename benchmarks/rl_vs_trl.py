@@ -15,6 +15,11 @@ tokens it generated; TRL's GRPO, the mean completion length it logs; TRL's PPO a
 full length (its min_new_tokens is the response length) and is credited with it. Peak memory: the
 worker process's maximum resident set.
 
+Linear layers: TRL runs the models as transformers loads them (torch's nn.Linear); reftune as
+`load_policy` loads them, which on CPUs where oneDNN's fp32 products are faster uses those
+(`reftune/cpu_linear.py`). `reftune_torch_linear` is reftune again with REFTUNE_CPU_LINEAR=torch,
+to show how much of the ratio is the kernels and how much the rest.
+
 TRL is a benchmark-only dependency, never reftune's: the two TRL versions live in their own virtual
 environments (made under the cache folder on first use, or pass --trl-ppo-python / --trl-grpo-python).
 
@@ -51,8 +56,8 @@ def trl_python(kind: str, given: str | None) -> str:
     return str(python)
 
 
-def run_worker(python: str, side: str, args) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
+def run_worker(python: str, side: str, args, **environment) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", **environment)
     command = [python, __file__, "--worker", side, "--model-dir", str(args.model_dir),
                "--steps", str(args.steps), "--questions", str(args.questions),
                "--samples", str(args.group_samples if "group" in side else 1),
@@ -111,10 +116,13 @@ def main() -> None:
         for kind, given in (("ppo", args.trl_ppo_python), ("group", args.trl_grpo_python)):
             ours = run_worker(sys.executable, f"reftune-{kind}", args)
             theirs = run_worker(trl_python(kind, given), f"trl-{kind}", args)
-            results[kind] = {"reftune": ours, "trl": theirs,
+            plain = run_worker(sys.executable, f"reftune-{kind}", args, REFTUNE_CPU_LINEAR="torch")
+            results[kind] = {"reftune": ours, "trl": theirs, "reftune_torch_linear": plain,
                              "tokens_per_s_ratio": round(ours["completion_tokens_per_s"]
                                                          / theirs["completion_tokens_per_s"], 2),
-                             "peak_memory_ratio": round(ours["peak_memory_mb"] / theirs["peak_memory_mb"], 2)}
+                             "peak_memory_ratio": round(ours["peak_memory_mb"] / theirs["peak_memory_mb"], 2),
+                             "tokens_per_s_ratio_torch_linear": round(plain["completion_tokens_per_s"]
+                                                                      / theirs["completion_tokens_per_s"], 2)}
     print(json.dumps(results, indent=1))
 
 
