@@ -46,7 +46,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     for field in fields(cls):
         kind = _scalar_type(cls, field.name)
         default = field.default if field.default is not dataclasses.MISSING else None
-        help_text = f"{field_docs(cls).get(field.name, '')} (default: {default})"
+        help_text = f"{field_docs(cls).get(field.name, '')} (default: {default})".replace("%", "%%")  # argparse formats it
         flag = "--" + field.name.replace("_", "-")
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,

@@ -36,6 +36,15 @@ def test_help_lists_every_subcommand(capsys):
         assert command in out
 
 
+@pytest.mark.parametrize("command", ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier",
+                                     "compare", "check"])
+def test_every_subcommand_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
 def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
     import yaml
 
