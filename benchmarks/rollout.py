@@ -121,7 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                           "torch": torch.__version__, "onednn_linear": wanted()}, "max_new_tokens": args.max_new_tokens, "models": {}}
+                           "torch": torch.__version__, "onednn_linear": wanted()},
+               "max_new_tokens": args.max_new_tokens, "models": {}}
     for name in args.models:
         texts = prompts_for(200) if name == TINY else None
         policy = load_policy(name, tokenizer_texts=texts)

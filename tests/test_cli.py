@@ -4,6 +4,8 @@ import pytest
 
 from reftune.cli import main
 
+SUBCOMMANDS = ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "check"]
+
 
 def test_check_scores_every_gold_cot(tmp_path, capsys):
     path = tmp_path / "train.jsonl"
@@ -32,12 +34,11 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "check"):
+    for command in SUBCOMMANDS:
         assert command in out
 
 
-@pytest.mark.parametrize("command", ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier",
-                                     "compare", "check"])
+@pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
