@@ -51,33 +51,33 @@ def command_demo(config) -> int:
     return 0
 
 
+def best_line(summary: dict, metric: str = "dev_accuracy") -> str:
+    best = summary[f"best_{metric}"]
+    if best is None:
+        return f"not evaluated yet; last checkpoint at step {summary['steps']}"
+    shown = f"{best:.1%}" if metric == "dev_accuracy" else f"{best:.3f}"
+    return f"best {metric.replace('_', ' ')} {shown} at step {summary['best_step']}; model: {summary['best_model']}"
+
+
 def command_sft(config) -> int:
     from reftune.stages.sft import sft
 
     summary = sft(config)
-    print(f"sft: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
-          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
+    print(f"{summary_prefix(config)}: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
     return 0
+
+
+def summary_prefix(config) -> str:
+    from reftune.config import OfflineSTConfig
+
+    return "offline-st" if isinstance(config, OfflineSTConfig) else "sft"
 
 
 def command_rl(config) -> int:
     from reftune.stages.rl import rl
 
     summary = rl(config)
-    print(f"rl: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
-          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
-    if summary.get("stopped"):
-        print(f"rl: stopped early: {summary['stopped']}")
-    return 0
-
-
-def command_offline_st(config) -> int:
-    from reftune.stages.offline_st import offline_st
-
-    summary = offline_st(config)
-    print(f"offline-st: trained on {summary['train_examples']} CoTs ({summary['data']['sampled_cots_kept']} sampled, "
-          f"{summary['data']['gold_cots']} gold); best dev accuracy {summary['best_dev_accuracy']:.1%} at step "
-          f"{summary['best_step']}; model: {summary['best_model']}")
+    print(f"rl: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
     return 0
 
 
@@ -85,8 +85,7 @@ def command_online_st(config) -> int:
     from reftune.stages.online_st import online_st
 
     summary = online_st(config)
-    print(f"online-st: {summary['steps']} steps in {summary['seconds']} s; best dev accuracy "
-          f"{summary['best_dev_accuracy']:.1%} at step {summary['best_step']}; model: {summary['best_model']}")
+    print(f"online-st: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
     return 0
 
 
@@ -96,8 +95,7 @@ def command_verifier(config) -> int:
     summary = verifier(config)
     train = summary["balance"]["train"]
     print(f"verifier: {summary['steps']} steps on {train['samples']} distinct samples ({train['right_fraction']:.1%} "
-          f"right); best dev AUC {summary['best_dev_auc']:.3f} at step {summary['best_step']}; "
-          f"verifier: {summary['best_model']} (use it with reftune eval --mode rerank --verifier)")
+          f"right); {best_line(summary, 'dev_auc')} (use it with reftune eval --mode rerank --verifier)")
     return 0
 
 
@@ -134,7 +132,7 @@ COMMANDS = {
     "rl": (command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up"),
     "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
     "sample": (command_eval, "sample K CoTs per question and write them with answers and rewards"),
-    "offline-st": (command_offline_st, "baseline: SFT the base model on the warm-up model's correct samples and the gold CoTs"),
+    "offline-st": (command_sft, "baseline: SFT the base model on the warm-up model's correct samples and the gold CoTs"),
     "online-st": (command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold CoTs"),
     "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
     "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
@@ -143,11 +141,15 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from reftune import __version__
     from reftune.options import add_config_arguments
     from reftune.tasks import STYLES, TASKS
 
-    parser = argparse.ArgumentParser(prog="reftune", description=__doc__.splitlines()[0])
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="reftune", description="Reinforced Fine-Tuning (ReFT) of language "
+                                     "models on reasoning tasks whose answers can be checked.",
+                                     epilog="`reftune COMMAND --help` lists a command's options.")
+    parser.add_argument("--version", action="version", version=f"reftune {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     config_classes = configs()
     for name, (_, help_text) in COMMANDS.items():
         sub = subcommands.add_parser(name, help=help_text, description=help_text)
@@ -163,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `reftune` alone: what it can do
+        parser.print_help()
+        return 2
     try:
         config_class = configs().get(args.command)
         if config_class:
@@ -174,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReftuneError as exc:
         print(f"reftune {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a training loop
+        print(f"\nreftune {args.command}: stopped (Ctrl-C); a checkpoint becomes visible only once complete, "
+              f"so the last one in the output folder can be resumed", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

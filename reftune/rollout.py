@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from reftune.errors import ReftuneError
+from reftune.response_forward import cache_argument
 
 
 @dataclass(frozen=True)
@@ -159,14 +160,15 @@ class Responses:
 def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, stops: Tensor, pad_id: int,
            generator: torch.Generator | None, value_head=None) -> Responses:
     """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent."""
-    from reftune.kv_cache import generation_cache
+    from reftune.kv_cache import generation_cache  # imports transformers: only when sampling
 
     k, device = params.num_samples, prompt_ids.device
     cache = generation_cache(model, prompt_ids.size(1) + params.max_new_tokens + params.lookahead)
+    cache_key = cache_argument(model)
 
     def forward(**inputs) -> tuple[Tensor, Tensor]:
         """Logits (a, w, V) and values (a, w) of the positions whose logits the model returns."""
-        out = model(**inputs, past_key_values=cache, use_cache=True, output_hidden_states=value_head is not None)
+        out = model(**inputs, **{cache_key: cache}, use_cache=True, output_hidden_states=value_head is not None)
         if value_head is None:
             return out.logits.float(), out.logits.new_zeros(out.logits.shape[:2], dtype=torch.float)
         return out.logits.float(), value_head(out.hidden_states[-1][:, -out.logits.size(1):]).squeeze(-1).float()

@@ -12,21 +12,28 @@ from reftune.errors import ReftuneError
 
 
 class Tracker:
-    """`log(metrics, step)` writes one JSON line to metrics.jsonl and forwards to the other sinks."""
+    """`log(metrics, step)` writes one JSON line to metrics.jsonl and forwards to the other sinks.
+
+    resumed_at: the step of the checkpoint a resumed run continues from. What was logged after it
+    (the steps between that checkpoint and the crash) is cut from metrics.jsonl and TensorBoard, so
+    each step is logged once and curves never go backwards."""
 
     def __init__(self, folder: str | Path, report_to: list[str], config: dict | None = None,
-                 enabled: bool = True, run_name: str | None = None):
+                 enabled: bool = True, run_name: str | None = None, resumed_at: int | None = None):
         self.enabled = enabled
         self.folder = Path(folder)
         self.writers = []
         if not enabled:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None:
+            cut_metrics(self.folder / "metrics.jsonl", resumed_at)
         self.jsonl = open(self.folder / "metrics.jsonl", "a")
         if "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers.append(_TensorBoard(SummaryWriter(str(self.folder / "tensorboard"))))
+            purge = None if resumed_at is None else resumed_at + 1  # drops events at steps >= purge
+            self.writers.append(_TensorBoard(SummaryWriter(str(self.folder / "tensorboard"), purge_step=purge)))
         if "wandb" in report_to:
             try:
                 import wandb
@@ -77,6 +84,16 @@ class _WandB:
         self.run.finish()
 
 
+def cut_metrics(path: Path, last_step: int) -> None:
+    """Keep the records of steps <= last_step (rewritten under a scratch name, then renamed)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    scratch = path.with_name(f".{path.name}.partial")
+    scratch.write_text("".join(line + "\n" for line in kept))
+    scratch.replace(path)
+
+
 def read_metrics(folder: str | Path) -> list[dict]:
     path = Path(folder) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -88,3 +105,34 @@ def progress_bar(total: int | None, description: str, enabled: bool = True, init
 
     return tqdm(total=total, desc=description, initial=initial, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
+
+
+class RunBar:
+    """A training run's bar whose total and ETA are true: over steps, or, when a time budget will
+    end the run, over its seconds (the step count then shows beside it)."""
+
+    def __init__(self, description: str, total_steps: int, done_steps: int, enabled: bool,
+                 budget_seconds: float | None = None, spent_seconds: float = 0.0):
+        from tqdm.auto import tqdm
+
+        self.total_steps, self.budget = total_steps, budget_seconds
+        if budget_seconds is None:
+            self.bar = progress_bar(total_steps, description, enabled, initial=done_steps)
+        else:
+            self.bar = tqdm(total=round(budget_seconds), initial=round(spent_seconds), desc=description, unit="s",
+                            disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
+
+    def advance(self, step: int, spent_seconds: float, **figures) -> None:
+        if self.budget is None:
+            self.bar.update(1)
+        else:
+            self.bar.update(min(round(spent_seconds), self.bar.total) - self.bar.n)
+            figures = {"step": f"{step}/{self.total_steps}", **figures}
+        self.bar.set_postfix(figures, refresh=True)
+
+    def write(self, line: str) -> None:
+        self.bar.write(line)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -4,7 +4,8 @@ import torch
 
 from reftune.algorithms.losses import chosen_logps, token_logps
 from reftune.kv_cache import PreallocatedLayer, generation_cache
-from reftune.models import PolicyWithValueHead, position_ids_from
+from reftune.heads import PolicyWithValueHead
+from reftune.response_forward import position_ids_from
 from reftune.response_forward import response_forward
 from reftune.rollout import SamplingParams, sample
 from reftune.stages.ppo import reference_forward

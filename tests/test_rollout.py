@@ -3,7 +3,7 @@ import torch
 
 from reftune.algorithms.losses import token_logps
 from reftune.errors import ReftuneError
-from reftune.models import position_ids_from
+from reftune.response_forward import position_ids_from
 from reftune.rollout import SamplingParams, filter_logits, sample
 
 PROMPTS = ["Question:\nAva has 3 apples.\nAnswer reasoning:\n", "Question:\nBen?\nAnswer reasoning:\n"]

@@ -2,11 +2,11 @@
 its `--help` text (reftune.options turns them into flags and reads YAML)."""
 from reftune.config.baselines import CompareConfig, OfflineSTConfig, OnlineSTConfig, VerifierConfig, parse_runs
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,
-                                   TrainingSamplesOptions, check_training_run, parse_task_options,
+                                   TrainingOptions, TrainingSamplesOptions, parse_task_options,
                                    require_at_least_one, sinks)
 from reftune.config.stages import DemoConfig, EvalConfig, RLConfig, SampleConfig, SFTConfig
 
 __all__ = ["CompareConfig", "DemoConfig", "EvalConfig", "ModelOptions", "OfflineSTConfig", "OnPolicyOptions",
            "OnlineSTConfig", "RLConfig", "RunOptions", "SFTConfig", "SampleConfig", "SamplingOptions", "TaskOptions",
-           "TrainingSamplesOptions", "VerifierConfig", "check_training_run", "parse_runs", "parse_task_options",
+           "TrainingOptions", "TrainingSamplesOptions", "VerifierConfig", "parse_runs", "parse_task_options",
            "require_at_least_one", "sinks"]

@@ -17,6 +17,8 @@ class RunOptions:
     """Comma-separated metric sinks: jsonl, tensorboard, wandb (when installed)."""
     progress: bool = True
     """Show progress bars."""
+    verbose: bool = False
+    """Also print the resolved config (it is always saved as config.yaml in the output folder)."""
 
 
 @dataclass(kw_only=True)
@@ -54,74 +56,98 @@ class ModelOptions:
 
 @dataclass(kw_only=True)
 class SamplingOptions:
+    """How completions are drawn: evaluation, sampling, and the on-policy stages."""
+
     temperature: float = 0.0
     """0 is greedy (top-1 accuracy); the paper samples at 1.0 for voting."""
     top_k: int = 0
-    """Keep the k most likely tokens; 0 keeps all."""
+    """Keep the k most likely tokens; 0 keeps all (the paper)."""
     top_p: float = 1.0
-    """Nucleus sampling mass; 1.0 keeps all."""
+    """Nucleus sampling mass; 1.0 keeps all (the paper)."""
     max_new_tokens: int = 300
     """Longest response in tokens (the paper: prompt <= 300, prompt + completion <= 700)."""
-    num_samples: int = 1
-    """Samples per question (K of vote@K and pass@k)."""
-    batch_size: int = 16
-    """Questions per generation batch (each with num_samples rows)."""
+
+    def sampling_params(self, num_samples: int = 1):
+        from reftune.rollout import SamplingParams
+
+        return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, num_samples=num_samples)
 
 
 @dataclass(kw_only=True)
-class OnPolicyOptions:
-    """What every stage that samples from the policy as it trains (ReFT, Online-ST) shares."""
+class TrainingOptions:
+    """What every training stage shares: its data, optimizer, length, dev checks and checkpoints."""
 
     train_split: str = "train"
-    """Questions sampled during training; a slice such as train[:-200] holds some out for dev."""
+    """Split trained on; a slice such as train[:-200] holds questions out for dev."""
     dev_split: str = "dev"
-    """Split for greedy accuracy and for picking the best checkpoint; never test."""
+    """Split for greedy accuracy during training and for picking the best checkpoint; never test.
+    For data without a dev split, use a held-out slice: train[-200:] with train_split train[:-200]."""
     max_train_examples: int | None = None
-    """Use the first N training questions only."""
-    num_samples_per_question: int = 1
-    """Samples per question per step (the paper: 1; the group estimator needs >= 2)."""
-    questions_per_step: int = 32
-    """Questions per step over all processes (the paper: 4 per GPU x 8 GPUs)."""
-    micro_batch_size: int = 8
-    """Rows per forward/backward pass per process (memory only: results do not depend on it)."""
-    learning_rate: float = 3e-7
-    """AdamW lr, constant (the paper: 3e-7 for 7B models, 3e-6 for Galactica-125M)."""
+    """Train on the first N training examples only (all when left out)."""
+    learning_rate: float = 1e-5
+    """Peak AdamW lr."""
     weight_decay: float = 0.0
     """AdamW weight decay (the paper: 0)."""
     max_grad_norm: float = 1.0
     """Gradient clipping (the paper: 1.0)."""
-    temperature: float = 1.0
-    """Sampling temperature (the paper: 1.0)."""
-    top_k: int = 0
-    """Sampling top-k; 0 keeps all (the paper)."""
-    top_p: float = 1.0
-    """Sampling nucleus mass (the paper: 1.0)."""
-    max_new_tokens: int = 400
-    """Longest sampled response (the paper: prompt <= 300 and prompt + completion <= 700)."""
-    epochs: int = 300
-    """Passes over the training questions (the paper: 300; 700 for the 125M model)."""
+    micro_batch_size: int = 8
+    """Rows per forward/backward pass per process (memory only: results do not depend on it)."""
+    epochs: int = 3
+    """Passes over the training set."""
     max_steps: int | None = None
-    """Stop after this many steps (overrides epochs when reached first)."""
+    """Stop after this many optimizer steps (overrides epochs when reached first; no limit when left out)."""
     max_seconds: float | None = None
-    """Stop (evaluating and checkpointing first) once training has run this long: a compute budget."""
-    eval_every: int = 50
+    """Stop (evaluating and checkpointing first) once training has run this long, over all resumes.
+    A wall-clock budget: how far it gets depends on the machine."""
+    eval_every: int | None = None
     """Evaluate on dev and checkpoint every N steps (and at the end)."""
-    eval_limit: int | None = 200
-    """Dev questions evaluated (all when empty)."""
+    eval_limit: int | None = None
+    """Dev questions evaluated (all when left out)."""
     eval_max_new_tokens: int = 300
     """Longest greedy response during dev evaluation."""
     keep_checkpoints: int = 2
     """Step checkpoints kept (the best model is kept apart, in best/)."""
     resume: bool = False
-    """Continue the run in --output from its last checkpoint."""
+    """Continue the run in --output from its last checkpoint (only the run's length, evaluation
+    cadence and reporting may change)."""
+
+    def check_training(self) -> None:
+        check_common(self)
+        if self.dev_split.split("[")[0] == "test":
+            raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
+                               "chosen on the data it is judged on; use dev (or a split of train)")
+        if self.resume and not self.output:
+            raise ReftuneError("--resume continues the run in --output: name that folder")
+        require_at_least_one(self, "micro_batch_size", "epochs", "keep_checkpoints", "eval_max_new_tokens")
+        if self.learning_rate <= 0:
+            raise ReftuneError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass(kw_only=True)
+class OnPolicyOptions(TrainingOptions, SamplingOptions):
+    """What every stage that samples from the policy as it trains (ReFT, Online-ST) shares."""
+
+    num_samples_per_question: int = 1
+    """Samples per question per step (the paper: 1; the group estimators need >= 2)."""
+    questions_per_step: int = 32
+    """Questions per step over all processes (the paper: 4 per GPU x 8 GPUs)."""
+    learning_rate: float = 3e-7
+    """AdamW lr, constant (the paper: 3e-7 for 7B models, 3e-6 for Galactica-125M)."""
+    temperature: float = 1.0
+    """Sampling temperature (the paper: 1.0)."""
+    max_new_tokens: int = 400
+    """Longest sampled response (the paper: prompt <= 300 and prompt + completion <= 700)."""
+    epochs: int = 300
+    """Passes over the training questions (the paper: 300; 700 for the 125M model)."""
+    eval_every: int = 50
+    """Evaluate on dev and checkpoint every N steps (and at the end)."""
 
     def check_on_policy(self) -> None:
-        check_common(self)
-        check_training_run(self)
-        require_at_least_one(self, "questions_per_step", "micro_batch_size", "epochs", "eval_every",
-                             "num_samples_per_question", "keep_checkpoints", "max_new_tokens")
-        if self.learning_rate <= 0 or self.temperature <= 0:
-            raise ReftuneError("need learning_rate > 0 and temperature > 0")
+        self.check_training()
+        require_at_least_one(self, "questions_per_step", "eval_every", "num_samples_per_question", "max_new_tokens")
+        if self.temperature <= 0:
+            raise ReftuneError(f"temperature must be > 0 to sample from the policy, got {self.temperature}")
 
 
 @dataclass(kw_only=True)
@@ -159,6 +185,7 @@ def check_common(config) -> None:
     if config.style not in STYLES:
         raise ReftuneError(f"unknown style {config.style!r}: use one of {list(STYLES)}")
     parse_task_options(config.task_options)
+    check_limits(config)
     if getattr(config, "lora_rank", 0) < 0:
         raise ReftuneError(f"lora_rank must be >= 0, got {config.lora_rank}")
     unknown = set(sinks(config.report_to)) - {"jsonl", "tensorboard", "wandb"}
@@ -166,20 +193,23 @@ def check_common(config) -> None:
         raise ReftuneError(f"unknown report_to {sorted(unknown)}: use jsonl, tensorboard, wandb")
 
 
+# Options that bound a count or a time: left out means no bound; 0 or less is refused rather than
+# read as "unlimited" (a full-length run on a real model is not what a 0 asks for).
+LIMIT_OPTIONS = ("max_train_examples", "max_steps", "max_seconds", "eval_limit", "limit")
+
+
+def check_limits(config) -> None:
+    for name in LIMIT_OPTIONS:
+        value = getattr(config, name, None)
+        if value is not None and value <= 0:
+            raise ReftuneError(f"{name} must be >= 1 (got {value}); leave it out for no limit")
+
+
 def require_at_least_one(config, *names: str) -> None:
     """Refuse a config whose named counts are below 1, naming the first."""
     for name in names:
         if getattr(config, name) < 1:
             raise ReftuneError(f"{name} must be >= 1, got {getattr(config, name)}")
-
-
-def check_training_run(config) -> None:
-    """What every training stage needs: checkpoints chosen off the test split; --resume with --output."""
-    if config.dev_split.split("[")[0] == "test":
-        raise ReftuneError("dev_split must not be the test split: the best checkpoint would be "
-                           "chosen on the data it is judged on; use dev (or a split of train)")
-    if config.resume and not config.output:
-        raise ReftuneError("--resume continues the run in --output: name that folder")
 
 
 def parse_task_options(text: str) -> dict:

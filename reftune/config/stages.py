@@ -5,30 +5,17 @@ from dataclasses import dataclass
 
 from reftune.errors import ReftuneError
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,
-                                   check_common, check_training_run, require_at_least_one)
+                                   TrainingOptions, check_common, require_at_least_one)
 
 
 @dataclass(kw_only=True)
-class SFTConfig(TaskOptions, ModelOptions, RunOptions):
+class SFTConfig(TrainingOptions, TaskOptions, ModelOptions, RunOptions):
     """Warm-up (or full) SFT on the task's gold CoTs, loss on target tokens only."""
 
-    train_split: str = "train"
-    """Split trained on; a slice such as train[:-200] holds questions out for dev."""
-    dev_split: str = "dev"
-    """Split for greedy accuracy during training and for picking the best checkpoint; never test.
-    For data without a dev split, use a held-out slice: train[-200:] with train_split train[:-200]."""
-    max_train_examples: int | None = None
-    """Train on the first N examples only."""
     learning_rate: float = 1e-5
     """Peak AdamW lr. Paper warm-up: 1e-5 (7B models), 2e-5 (Galactica-125M)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
     epochs: int = 3
     """Passes over the training set (the paper's warm-up: 2 on GSM8K; 10 for the 125M model)."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (overrides epochs when reached first)."""
-    max_seconds: float | None = None
-    """Stop (evaluating and checkpointing first) once training has run this long: a compute budget."""
     batch_size: int = 48
     """Examples per optimizer step over all processes (the paper: 48)."""
     micro_batch_size: int = 8
@@ -36,33 +23,24 @@ class SFTConfig(TaskOptions, ModelOptions, RunOptions):
     number of gradient accumulation steps, and must be a whole number."""
     warmup_ratio: float = 0.1
     """Fraction of the steps with a linearly rising lr, then linear decay to 0 (the paper)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (the paper: 1.0)."""
     max_length: int = 700
     """Longest prompt + target in tokens; longer examples are skipped and counted."""
-    eval_every: int | None = None
-    """Evaluate and checkpoint every N steps; default: at the end of each epoch."""
-    eval_limit: int | None = 200
-    """Dev questions evaluated (all when empty)."""
-    eval_max_new_tokens: int = 300
-    """Longest greedy response during dev evaluation."""
-    keep_checkpoints: int = 2
-    """Step checkpoints kept (the best model is kept apart, in best/)."""
-    resume: bool = False
-    """Continue the run in --output from its last checkpoint."""
 
     def __post_init__(self):
-        check_common(self)
-        check_training_run(self)
-        require_at_least_one(self, "batch_size", "micro_batch_size", "epochs", "max_length", "keep_checkpoints")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
-            raise ReftuneError("need learning_rate > 0 and 0 <= warmup_ratio < 1")
+        self.check_training()
+        require_at_least_one(self, "batch_size", "max_length")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ReftuneError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 @dataclass(kw_only=True)
 class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
     """Accuracy of a model on a split: greedy top-1, or vote@K and pass@k over K samples."""
 
+    num_samples: int = 1
+    """Samples per question (K of vote@K and pass@k)."""
+    batch_size: int = 16
+    """Questions per generation batch (each with num_samples rows)."""
     split: str = "test"
     """Split evaluated."""
     limit: int | None = None
@@ -75,8 +53,7 @@ class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
 
     def __post_init__(self):
         check_common(self)
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ReftuneError("num_samples and batch_size must be >= 1")
+        require_at_least_one(self, "num_samples", "batch_size", "max_new_tokens")
         if self.mode not in ("auto", "top1", "vote", "rerank"):
             raise ReftuneError(f"unknown mode {self.mode!r}: use top1, vote, rerank or auto")
         if self.mode == "auto":
@@ -136,6 +113,11 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
     """Whiten advantages over all processes, mean removed (the paper)."""
     max_kl: float = 10.0
     """Stop (with a report) when the mean sequence KL to the reference exceeds this: a runaway policy."""
+    log_rollouts_every: int | None = 10
+    """Every N steps, append the step's completions for up to rollouts_per_step questions, with their
+    answers and rewards, to rollouts.jsonl (`reftune review` shows them); never when left out."""
+    rollouts_per_step: int = 4
+    """Questions per logged step in rollouts.jsonl (all their samples), which bounds the file's size."""
 
     def __post_init__(self):
         from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS
@@ -169,24 +151,24 @@ class DemoConfig(RunOptions):
     task_options: str = "max_number=5,min_steps=2,max_steps=3"
     """The arithmetic generator's knobs (see `reftune sft --help`), for the base corpus and every stage."""
     train_questions: int = 800
-    """Training questions, each with one gold CoT (the paper's setting: one annotated path). 800 x 6
-    epochs costs the warm-up what 400 x 12 did, and on dev (seeds 0-2) the branches' picks scored
-    ReFT 37-45% against continued SFT's 29-31% (400 x 12: 24-33.5% against 19.5-26.5%)."""
+    """Training questions, each with one gold CoT (the paper's setting: one annotated path)."""
     dev_questions: int = 200
-    """Dev questions (the arithmetic task's whole dev split): the branches choose their checkpoints on
-    them. With 100, a pick's noise (about 4 points) was as large as the effect being measured."""
+    """Dev questions (the arithmetic task's whole dev split): the branches choose their checkpoints on them."""
     test_questions: int = 500
     """Held-out test questions (the arithmetic task's whole test split): the comparison is made on them."""
     warmup_epochs: int = 6
-    """Warm-up SFT epochs (RECIPE.md's ReFT starts from a fixed warm-up epoch too): the branches start
+    """Warm-up SFT epochs (the paper's ReFT starts from a fixed warm-up epoch too): the branches start
     from the last one."""
     sft_learning_rate: float | None = None
     """lr of the warm-up and of the continued-SFT branch; default 1e-3 for arithmetic-base (a tiny
     model trained from scratch), 2e-5 for a pretrained --model (the paper's for Galactica-125M)."""
-    branch_seconds: float = 200.0
-    """Compute given to each branch after the warm-up (wall-clock seconds on this machine). At 150 s,
-    ReFT's best dev checkpoint came in the last third of its run in 3 seeds of 3, continued SFT's
-    within its first 250 steps of about 900 (it overfits the single CoTs)."""
+    rl_steps: int = 130
+    """Steps of the ReFT branch. The continued-SFT branch (and, with --all-methods, each baseline) gets
+    the steps that cost the same compute, counted in forward-pass rows (see the demo's docstring), so
+    the comparison is the same on every machine."""
+    max_seconds: float | None = None
+    """Also stop each branch after this many seconds (a wall-clock cap: the table then depends on the
+    machine's speed); no cap when left out."""
     rl_learning_rate: float | None = None
     """lr of the ReFT branch's policy; default 1e-4 for arithmetic-base, 3e-6 for a pretrained
     --model (the paper's for Galactica-125M)."""
@@ -214,8 +196,9 @@ class DemoConfig(RunOptions):
     def __post_init__(self):
         require_at_least_one(self, "self_training_samples", "train_questions", "dev_questions", "test_questions", "warmup_epochs",
                              "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
-        if self.branch_seconds <= 0:
-            raise ReftuneError("branch_seconds must be > 0")
+        require_at_least_one(self, "rl_steps")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ReftuneError(f"max_seconds must be > 0 (got {self.max_seconds}); leave it out for no cap")
         from_scratch = self.model == "arithmetic-base"
         if self.sft_learning_rate is None:
             self.sft_learning_rate = 1e-3 if from_scratch else 2e-5

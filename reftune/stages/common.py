@@ -1,8 +1,9 @@
-"""What every stage does the same way: the output folder, the saved config, seeding, the accelerator,
-loading the task's examples and the model named by the config."""
+"""What every stage does the same way, at the bottom of the stages' layers: the output folder (and its
+lock), seeding, the accelerator, the data and model named by the config, sharding and data order."""
 from __future__ import annotations
 
-import dataclasses
+import json
+import os
 import random
 import re
 import time
@@ -10,33 +11,107 @@ from pathlib import Path
 
 import torch
 
-from reftune.options import config_to_yaml
+from reftune import __version__
+from reftune.config import parse_task_options
 from reftune.errors import ReftuneError
+from reftune.models import TinySpec, load_policy
+from reftune.options import config_to_yaml
+from reftune.tasks import get_task
+
+CONFIG_FILE = "config.yaml"
+RUN_RECORD = "run.json"  # which command made a folder: a later command may not take it over
+LOCK_FILE = ".lock"
 
 
-def output_folder(config, stage: str) -> Path:
-    """config.output, or a new runs/<stage>-<time> folder (the choice is written back to the config)."""
+def output_folder(config, stage: str, resume: bool = False, main: bool = True) -> Path:
+    """config.output (or a new runs/<stage>-<time>, written back to the config), created, locked for
+    this process and checked: a fresh run takes only an empty folder, a resumed one only a folder that
+    a run of the same stage made. Nothing another run wrote is ever replaced. Under `accelerate
+    launch` the main process alone locks and checks; the others share its folder."""
     if not config.output:
         config.output = str(Path("runs") / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}")
     folder = Path(config.output)
-    if folder.exists() and not folder.is_dir():
-        raise ReftuneError(f"--output {folder} is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReftuneError(f"cannot use --output {folder}: {exc.strerror} ({exc.filename}); "
+                           f"choose a folder path you can write") from None
+    if not main:
+        return folder
+    hold_lock(folder)
+    record = folder / RUN_RECORD
+    made_by = json.loads(record.read_text()).get("stage") if record.exists() else None
+    # A run that stopped before its first step (a bad option, say) left only its record: retrying the
+    # same stage may take the folder over.
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK_FILE, RUN_RECORD, CONFIG_FILE))
+    others = others if others or made_by in (None, stage) else [RUN_RECORD]
+    if resume and made_by is None:
+        raise ReftuneError(f"--resume: {folder} holds no complete checkpoint to continue from (no run was "
+                           f"started there); drop --resume to start afresh")
+    if resume and made_by != stage:
+        raise ReftuneError(f"--resume: {folder} holds a `reftune {made_by}` run, not a `reftune {stage}` one; "
+                           f"name the folder of the run to continue")
+    if not resume and others:
+        owner = f"a `reftune {made_by}` run" if made_by else "other files"
+        raise ReftuneError(f"--output {folder} already holds {owner} ({', '.join(others[:4])}"
+                           f"{', ...' if len(others) > 4 else ''}): nothing is overwritten; choose a new --output"
+                           + (" or add --resume to continue it" if made_by == stage else ""))
+    if not resume:
+        write_atomically(record, json.dumps({"stage": stage, "reftune": __version__,
+                                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
     return folder
 
 
-def save_config(config, folder: Path, announce: bool = True) -> None:
-    """Print the resolved config and save it next to the outputs, so a run can be repeated."""
-    text = config_to_yaml(config)
-    (folder / "config.yaml").write_text(text)
-    if announce:
-        print(f"# resolved config (saved to {folder / 'config.yaml'})\n{text}", flush=True)
+def announce(stage: str, config, folder: Path, note: str = "") -> None:
+    """Save the resolved config in the folder and say, in one line, what the stage does and where the
+    config went (with --verbose, the config too)."""
+    write_atomically(folder / CONFIG_FILE, config_to_yaml(config))
+    what = (type(config).__doc__ or stage).strip().splitlines()[0]
+    print(f"reftune {stage}: {what} Config: {folder / CONFIG_FILE}{note}", flush=True)
+    if getattr(config, "verbose", False):
+        print(config_to_yaml(config), flush=True)
+
+
+_held_locks: dict[Path, int] = {}  # folder -> open descriptor; the OS releases it when the process ends
+
+
+def hold_lock(folder: Path) -> None:
+    """An exclusive lock on the folder for this process's lifetime; a second process is refused in one
+    line naming the holder's pid."""
+    import fcntl
+
+    folder = folder.resolve()
+    if folder in _held_locks:
+        return
+    descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(descriptor, 32).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise ReftuneError(f"{folder} is in use by another reftune process (pid {holder}): wait for it to "
+                           f"finish, stop it, or choose another --output") from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, str(os.getpid()).encode())
+    _held_locks[folder] = descriptor
+
+
+def release_lock(folder: Path) -> None:
+    descriptor = _held_locks.pop(Path(folder).resolve(), None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a scratch name, then rename: a reader sees the old file or the new, never half."""
+    scratch = path.with_name(f".{path.name}.partial")
+    scratch.write_text(text)
+    os.replace(scratch, path)
 
 
 def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with torch's fused kernel where the parameters' device has one (CPU, CUDA): one pass
-    per parameter instead of a dozen ops. The step of a 4M-parameter model on 2 CPU cores went
-    from 9 ms to 2 ms; the arithmetic is AdamW's either way."""
+    """AdamW with torch's fused kernel where the parameters' device has one (CPU, CUDA): one pass per
+    parameter instead of a dozen ops; the arithmetic is AdamW's either way."""
     params = list(params)
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -50,13 +125,12 @@ def seed_everything(seed: int) -> None:
 
 
 def quiet_libraries() -> None:
-    """reftune draws its own progress bars; the libraries' per-save bars and notices are noise."""
+    """reftune draws its own progress bars; the libraries' per-save bars and notices are noise.
+    Warnings stay on: reftune's own calls must raise none (tests/test_warnings.py)."""
     import logging
-    import warnings
 
     import transformers
 
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
@@ -87,9 +161,7 @@ def parse_split(split: str) -> tuple[str, slice]:
 
 
 def load_examples(config, split: str, limit: int | None = None):
-    from reftune.config import parse_task_options
-    from reftune.tasks import get_task
-
+    """(task, the split's examples, the first `limit` of them when given)."""
     task = get_task(config.task, style=config.style, **parse_task_options(config.task_options))
     name, part = parse_split(split)
     examples = task.load(name, config.data)[part]
@@ -100,8 +172,6 @@ def load_examples(config, split: str, limit: int | None = None):
 
 def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):
     """The policy named by config.model (or `name`, such as a checkpoint's model folder)."""
-    from reftune.models import TinySpec, load_policy
-
     tiny = TinySpec(hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers,
                     num_heads=config.tiny_heads, vocab_size=config.tiny_vocab_size)
     return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
@@ -109,22 +179,22 @@ def load_model(config, device, tokenizer_texts: list[str] | None = None, name: s
                        tokenizer_texts=tokenizer_texts, seed=config.seed)
 
 
-def budget_spent(accelerator, started: float, max_seconds: float | None) -> bool:
-    """True once any process has run `max_seconds` since `started`; all processes agree, so they
-    stop at the same step."""
-    if max_seconds is None:
-        return False
-    spent = torch.tensor(float(time.perf_counter() - started >= max_seconds), device=accelerator.device)
-    return bool(accelerator.reduce(spent, reduction="sum") > 0)
-
-
 def shard(items: list, accelerator) -> list:
     """This process's share of `items` (every num_processes-th, from its rank)."""
     return items[accelerator.process_index::accelerator.num_processes]
 
 
-def as_dict(config) -> dict:
-    return dataclasses.asdict(config)
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of one epoch: a pure function of (seed, epoch), so resume needs no state."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(num_examples, generator=generator).tolist()
+
+
+def epoch_slice(items: list, seed: int, step: int, steps_per_epoch: int, size: int) -> tuple[int, list]:
+    """(epoch, the `size` items of `step`): each epoch a fresh order of `items`."""
+    epoch, position = divmod(step, steps_per_epoch)
+    order = epoch_order(len(items), seed, epoch)[position * size:(position + 1) * size]
+    return epoch, [items[i] for i in order]
 
 
 def plan_on_policy(config, num_questions: int, num_processes: int) -> tuple[int, int]:
@@ -136,55 +206,3 @@ def plan_on_policy(config, num_questions: int, num_processes: int) -> tuple[int,
     steps_per_epoch = num_questions // config.questions_per_step
     total = steps_per_epoch * config.epochs
     return steps_per_epoch, min(total, config.max_steps or total)
-
-
-def step_questions(examples: list, config, step: int, steps_per_epoch: int) -> tuple[int, list]:
-    """(epoch, the questions of `step`): each epoch a fresh order, a pure function of (seed, epoch)."""
-    from reftune.stages.sft import epoch_order
-
-    epoch, position = divmod(step, steps_per_epoch)
-    size = config.questions_per_step
-    return epoch, [examples[i] for i in epoch_order(len(examples), config.seed, epoch)[position * size:(position + 1) * size]]
-
-
-def finish_run(folder: Path, state: dict, started: float, main: bool, bar, tracker, **extra) -> dict:
-    """Close the bar and the metric sinks; write and return summary.json (steps, best dev score and
-    step, the best model's folder, wall time, and `extra`)."""
-    import json
-
-    bar.close()
-    tracker.close()
-    summary = {"steps": state["step"], "best_dev_accuracy": state["best_dev_accuracy"], "best_step": state["best_step"],
-               "best_model": str(folder / "best"), **extra, "seconds": round(time.perf_counter() - started, 2)}
-    if main:
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def evaluate_and_checkpoint(accelerator, config, task, policy, tokenizer, dev: list, folder: Path, state: dict,
-                            epoch: int, export, tracker, bar, total_steps: int) -> None:
-    """Greedy accuracy on dev (logged), a checkpoint, best/ updated when it improved, a line on the bar."""
-    from reftune import checkpoint
-    from reftune.stages.evaluate import greedy_accuracy
-
-    dev_accuracy = greedy_accuracy(accelerator, task, policy, tokenizer, dev, config.eval_max_new_tokens,
-                                   config.micro_batch_size * 2)
-    tracker.log({"dev_accuracy": dev_accuracy}, state["step"])
-    state["epoch"] = epoch
-    line = checkpoint.checkpoint_keeping_best(accelerator, folder, state, dev_accuracy, export, config.keep_checkpoints)
-    if accelerator.is_main_process:
-        bar.write(f"step {state['step']}/{total_steps}: {line}")
-
-
-def start_run(config, stage: str, seed_per_process: bool = False):
-    """The accelerator, the run folder (config saved and printed) and the checkpoint to resume from
-    (None for a fresh run); seeds everything, differently per process when each samples its own."""
-    from reftune.checkpoint import start_or_resume
-
-    accelerator = build_accelerator()
-    folder = output_folder(config, stage)
-    resume_from = start_or_resume(folder, config.resume)
-    if accelerator.is_main_process:
-        save_config(config, folder, announce=config.progress)
-    seed_everything(config.seed + (accelerator.process_index if seed_per_process else 0))
-    return accelerator, folder, resume_from

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from reftune.config import CompareConfig, EvalConfig, parse_runs
 from reftune.errors import ReftuneError
-from reftune.stages.common import output_folder, save_config
+from reftune.options import config_to_yaml
+from reftune.report import bar_chart, example_completions, markdown_table, write_html
+from reftune.stages.common import announce, output_folder, release_lock
+from reftune.stages.evaluate import evaluate
 
 
 def model_folder(run: str | Path) -> str:
@@ -30,8 +33,6 @@ def model_folder(run: str | Path) -> str:
 def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_samples: int,
                     verifier: str | None, temperature: float = 1.0) -> dict[str, dict]:
     """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]."""
-    from reftune.stages.evaluate import evaluate
-
     results = {}
     for name, model in models.items():
         slug = name.lower().replace(" ", "-")
@@ -57,8 +58,6 @@ def table(results: dict[str, dict], num_samples: int) -> tuple[list[str], list[l
 def write_comparison(folder: Path, title: str, summary_line: str, results: dict[str, dict], num_samples: int,
                      config_text: str, plots: list[Path] = ()) -> Path:
     """compare.json, compare.md and report.html (bar chart first, then any other plots)."""
-    from reftune.report import bar_chart, example_completions, markdown_table, write_html
-
     headers, rows = table(results, num_samples)
     (folder / "plots").mkdir(exist_ok=True)
     chart = bar_chart(folder / "plots" / "methods.png", title,
@@ -72,12 +71,9 @@ def write_comparison(folder: Path, title: str, summary_line: str, results: dict[
 
 
 def compare(config: CompareConfig) -> dict:
-    from reftune.options import config_to_yaml
-    from reftune.report import markdown_table
-
     started = time.perf_counter()
     folder = output_folder(config, "compare")
-    save_config(config, folder, announce=config.progress)
+    announce("compare", config, folder)
     # 1. the models
     models = {name: model_folder(run) for name, run in parse_runs(config.runs).items()}
     # 2. the same evaluation for each
@@ -92,4 +88,5 @@ def compare(config: CompareConfig) -> dict:
     report = write_comparison(folder, f"reftune compare: {config.task}", summary_line, results, config.num_samples,
                               config_to_yaml(config))
     print(f"\n{markdown_table(*table(results, config.num_samples))}\n\nReport: {report}", flush=True)
+    release_lock(folder)
     return {"results": results, "report": str(report), "seconds": round(time.perf_counter() - started, 1)}

@@ -15,21 +15,20 @@ import time
 
 import torch
 
-from reftune.checkpoint import read_trainer_state
-from reftune.config import OnlineSTConfig, sinks
+from reftune.config import OnlineSTConfig
 from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
-from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (adamw, as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
-                                   load_model, plan_on_policy, shard, start_run, step_questions)
-from reftune.stages.sft import encode_pairs, nll_backward, tokenizer_texts, training_pairs
-from reftune.tracking import Tracker, progress_bar
+from reftune.rollout import sample
+from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard
+from reftune.stages.run import Run
+from reftune.stages.samples import greedy_accuracy
 
 
 def online_st(config: OnlineSTConfig) -> dict:
     """Run Online-ST from the warm-up model; returns a summary."""
-    accelerator, folder, resume_from = start_run(config, "online-st", seed_per_process=True)  # each process samples differently
-    main, processes = accelerator.is_main_process, accelerator.num_processes
+    run = Run(config, "online-st", seed_per_process=True)  # each process samples differently
+    accelerator, processes = run.accelerator, run.accelerator.num_processes
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
     steps_per_epoch, total_steps = plan_on_policy(config, len(train), processes)
@@ -41,19 +40,16 @@ def online_st(config: OnlineSTConfig) -> dict:
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     model, optimizer = accelerator.prepare(policy.model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
-    if resume_from:
-        accelerator.load_state(str(resume_from / "state"))  # weights, optimizer, RNG of every process
-        state = read_trainer_state(resume_from)
-    params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, num_samples=config.num_samples_per_question)
-    tracker = Tracker(folder, sinks(config.report_to), as_dict(config), enabled=main)
-    bar = progress_bar(total_steps, "online-st", config.progress and main, initial=state["step"])
-    started = time.perf_counter()
+    run.resume()  # weights, optimizer, RNG of every process
+    run.begin(total_steps)
+    params = config.sampling_params(config.num_samples_per_question)
+    evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
+                                       config.eval_max_new_tokens, config.micro_batch_size * 2)
+    export = lambda path: save_pretrained(unwrapped, tokenizer, path)  # noqa: E731
 
-    for step in range(state["step"], total_steps):
+    for step in range(run.state.step, total_steps):
         step_started = time.perf_counter()
-        epoch, questions = step_questions(train, config, step, steps_per_epoch)
+        epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
         mine = shard(questions, accelerator)
 
         # 1. sample from the current policy
@@ -81,21 +77,16 @@ def online_st(config: OnlineSTConfig) -> dict:
         grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        state["step"] = step + 1
 
         # 5. log, evaluate on dev, checkpoint
         gold_nll = accelerator.reduce(torch.tensor(sums[-1], device=accelerator.device), reduction="sum").item()
-        metrics = {"reward_mean": reward_sum / rows, "sample_accuracy": kept / rows, "correct_samples_trained": kept,
-                   "gold_nll": gold_nll / max(gold_tokens, 1), "grad_norm": float(grad_norm), "epoch": epoch,
-                   "completion_tokens_per_s": generated / (time.perf_counter() - step_started)}
-        tracker.log(metrics, state["step"])
-        bar.update(1)
-        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
-        out_of_time = budget_spent(accelerator, started, config.max_seconds)
-        if state["step"] % config.eval_every == 0 or state["step"] == total_steps or out_of_time:
-            evaluate_and_checkpoint(accelerator, config, task, unwrapped, tokenizer, dev, folder, state, epoch,
-                                    lambda path: save_pretrained(unwrapped, tokenizer, path), tracker, bar, total_steps)
-        if out_of_time:
+        run.step_done({"reward_mean": reward_sum / rows, "sample_accuracy": kept / rows, "correct_samples_trained": kept,
+                       "gold_nll": gold_nll / max(gold_tokens, 1), "grad_norm": float(grad_norm), "epoch": epoch,
+                       "completion_tokens_per_s": generated / (time.perf_counter() - step_started)},
+                      reward=f"{reward_sum / rows:.3f}")
+        if run.due(config.eval_every):
+            run.checkpoint(evaluate, export, epoch)
+        if run.stopping:
             break
 
-    return finish_run(folder, state, started, main, bar, tracker)
+    return run.finish()

@@ -2,7 +2,6 @@
 clipped PPO updates. Shapes: N rows (this process), L = prompt + response tokens."""
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ from torch import Tensor
 from reftune.algorithms.losses import (chosen_logps, entropy_from_logits, kl_penalty, masked_mean, policy_loss,
                                        value_loss)
 from reftune.response_forward import response_forward, shareable_group_size
+from reftune.stages.batches import accumulating
 
 
 @dataclass(frozen=True)
@@ -68,35 +68,30 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     share = shareable_group_size(config.micro_batch_size, experience.group_size)
     for epoch in range(config.ppo_epochs):
         finite = torch.ones((), device=accelerator.device)
-        for index, (rows, cols, start) in enumerate(chunks):
+        for rows, cols, start in accumulating(accelerator, model, chunks):
             response = (rows, slice(experience.prompt_length, cols.stop))  # what the losses look at
             mask = experience.response_mask[response]
             weight = mask.sum() / num_tokens  # this micro-batch's share of the minibatch's tokens
-            syncing = index == len(chunks) - 1
-            with contextlib.nullcontext() if syncing else accelerator.no_sync(model):
-                logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
-                                       start, share)
-                logps = chosen_logps(logits, experience.sequences[response])
-                pg_loss, clipped = policy_loss(logps, experience.old_logps[response],
-                                               experience.advantages[response], mask, config.clip_range)
-                loss = pg_loss
-                if use_values:
-                    vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
-                                         mask, config.value_clip_range)
-                    loss = loss + config.vf_coef * vf_loss
-                else:  # keep the unused value head in the graph: DDP insists every parameter is
-                    vf_loss = values.sum() * 0.0
-                    loss = loss + vf_loss
-                if config.kl_in == "loss":
-                    kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[response], config.kl_estimator), mask)
-                    loss = loss + config.kl_coef * kl_loss
-                    totals["kl_loss"] += float(kl_loss.detach()) * float(weight) / config.ppo_epochs
-                finite *= torch.isfinite(loss.detach()).float()
-                accelerator.backward(loss * weight)
+            logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
+                                   start, share)
+            logps = chosen_logps(logits, experience.sequences[response])
+            pg_loss, clipped = policy_loss(logps, experience.old_logps[response],
+                                           experience.advantages[response], mask, config.clip_range)
+            loss = pg_loss
+            if use_values:
+                vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
+                                     mask, config.value_clip_range)
+                loss = loss + config.vf_coef * vf_loss
+                totals["value_loss"] += float(vf_loss.detach()) * float(weight) / config.ppo_epochs
+            if config.kl_in == "loss":
+                kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[response], config.kl_estimator), mask)
+                loss = loss + config.kl_coef * kl_loss
+                totals["kl_loss"] += float(kl_loss.detach()) * float(weight) / config.ppo_epochs
+            finite *= torch.isfinite(loss.detach()).float()
+            accelerator.backward(loss * weight)
             if epoch == 0:
                 totals["entropy"] += float(masked_mean(entropy_from_logits(logits.detach()), mask) * weight)
             totals["policy_loss"] += float(pg_loss.detach()) * float(weight) / config.ppo_epochs
-            totals["value_loss"] += float(vf_loss.detach()) * float(weight) / config.ppo_epochs
             totals["clip_fraction"] += float(clipped) * float(weight) / config.ppo_epochs
         grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
         all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes

@@ -21,7 +21,12 @@ from pathlib import Path
 
 import torch
 
-from reftune.models import TinySpec
+from reftune.config import parse_task_options
+from reftune.cpu_linear import prefer_fast_cpu_linear
+from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, cache_dir, save_pretrained
+from reftune.stages.batches import linear_warmup_decay
+from reftune.tasks import get_task
+from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
 from reftune.tracking import progress_bar
 
 
@@ -44,8 +49,6 @@ class BaseSpec:
     """The arithmetic generator's knobs, as the demo's task uses them."""
 
     def folder(self) -> Path:
-        from reftune.models import cache_dir
-
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
         return cache_dir() / "models" / f"arithmetic-base-{digest}"
 
@@ -79,10 +82,6 @@ def arithmetic_statement(rng: random.Random, max_number: int) -> str:
 
 
 def corpus(spec: BaseSpec) -> list[str]:
-    from reftune.config import parse_task_options
-    from reftune.tasks import get_task
-    from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
-
     options = {**parse_task_options(spec.task_options), "seed": spec.seed + 7919}
     task = get_task("arithmetic", **options)
     rng = random.Random(spec.seed)
@@ -108,10 +107,6 @@ def pack(texts: list[str], tokenizer, block_size: int) -> torch.Tensor:
 
 def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Path:
     """The cached base model folder, built first when missing (a few minutes on 2 CPU cores)."""
-    from reftune.cpu_linear import prefer_fast_cpu_linear
-    from reftune.models import build_tiny_model, build_tiny_tokenizer, save_pretrained
-    from reftune.stages.sft import linear_warmup_decay
-
     folder = spec.folder()
     if (folder / "config.json").exists():
         return folder

@@ -2,15 +2,16 @@
 correctness as the terminal reward and a per-token KL penalty to the frozen warm-up model.
 
 Departures from the authors' scripts: the best checkpoint is chosen on a dev split, never on test;
-MCQ answers earn no partial reward; `advantage_estimator: group` offers the value-free GRPO-style
-variant; `kl_in: loss` moves the KL from the reward into the loss (an option, not the paper's).
-Old log-probs and values are read off the sampling passes themselves (the value head applied to
-the hidden states decoding computes anyway), so the only extra pass is the reference's; with LoRA
-the reference is the same weights with the adapters switched off.
+MCQ answers earn no partial reward; the group estimators offer value-free variants (no value head is
+built for them); `kl_in: loss` moves the KL from the reward into the loss (an option, not the paper's).
+Old log-probs and values are read off the sampling passes themselves (the value head applied to the
+hidden states decoding computes anyway), so the only extra pass is the reference's; with LoRA the
+reference is the same weights with the adapters switched off.
 """
 from __future__ import annotations
 
 import copy
+import json
 import time
 from contextlib import contextmanager
 
@@ -18,16 +19,18 @@ import torch
 
 from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, token_rewards, whiten
 from reftune.algorithms.losses import explained_variance, kl_penalty
-from reftune.checkpoint import read_trainer_state
-from reftune.config import RLConfig, sinks
-from reftune.models import PolicyWithValueHead, is_lora, save_pretrained
+from reftune.config import RLConfig
+from reftune.heads import PolicyWithValueHead
+from reftune.models import is_lora
 from reftune.rewards import CORRECT_REWARD, score_answer
-from reftune.rollout import SamplingParams, sample
-from reftune.stages.common import (adamw, as_dict, budget_spent, evaluate_and_checkpoint, finish_run, load_examples,
-                                   load_model, plan_on_policy, shard, start_run, step_questions)
+from reftune.rollout import sample
+from reftune.stages.batches import tokenizer_texts, training_pairs
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
-from reftune.stages.sft import tokenizer_texts, training_pairs
-from reftune.tracking import Tracker, progress_bar
+from reftune.stages.run import Run
+from reftune.stages.samples import greedy_accuracy
+
+ROLLOUTS_FILE = "rollouts.jsonl"
 
 
 @contextmanager
@@ -46,115 +49,118 @@ def reference_policy(policy):
     return reference
 
 
-def export_model(model, tokenizer):
-    """A HF folder of the policy (loadable by transformers) plus value_head.safetensors."""
-    def export(path):
-        from safetensors.torch import save_file
-
-        save_pretrained(model.policy, tokenizer, path)
-        save_file({k: v.contiguous() for k, v in model.value_head.state_dict().items()},
-                  str(path / "value_head.safetensors"))
-    return export
-
-
 def rl(config: RLConfig) -> dict:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm."""
-    accelerator, folder, resume_from = start_run(config, "rl", seed_per_process=True)  # each process samples differently
-    main, processes = accelerator.is_main_process, accelerator.num_processes
+    run = Run(config, "rl", seed_per_process=True)  # each process samples differently
+    accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
-    steps_per_epoch, total_steps = plan_on_policy(config, len(train), processes)
+    steps_per_epoch, total_steps = plan_on_policy(config, len(train), accelerator.num_processes)
 
     # The warm-up model is the policy's start and the reference; the value head shares its backbone.
     policy = load_model(config, accelerator.device,
                         tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
     tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
-    model = PolicyWithValueHead(policy.model)
+    use_values = config.advantage_estimator == "gae"
+    model = PolicyWithValueHead(policy.model, value_head=use_values)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    head = list(model.value_head.parameters())
-    backbone = [p for p in trainable if all(p is not h for h in head)]
-    optimizer = adamw(
-        [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}],
-        config.learning_rate, config.weight_decay)
+    optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    state = {"step": 0, "best_dev_accuracy": -1.0, "best_step": None}
-    if resume_from:
-        accelerator.load_state(str(resume_from / "state"))  # weights, optimizer, RNG of every process
-        state = read_trainer_state(resume_from)
-    params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, num_samples=config.num_samples_per_question)
+    run.resume()  # weights, optimizer, RNG of every process
+    run.begin(total_steps)
+    params = config.sampling_params(config.num_samples_per_question)
     estimate = ADVANTAGE_ESTIMATORS[config.advantage_estimator]
-    use_values = config.advantage_estimator == "gae"
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
-    tracker = Tracker(folder, sinks(config.report_to), as_dict(config), enabled=main)
-    bar = progress_bar(total_steps, "rl", config.progress and main, initial=state["step"])
-    started, stopped = time.perf_counter(), None
+    evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
+                                       config.eval_max_new_tokens, config.micro_batch_size * 2)
+    export = lambda path: unwrapped.export(tokenizer, path)  # noqa: E731
 
-    for step in range(state["step"], total_steps):
+    for step in range(run.state.step, total_steps):
         times, step_started = {}, time.perf_counter()
-        epoch, questions = step_questions(train, config, step, steps_per_epoch)
+        epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
         mine = shard(questions, accelerator)
 
         # 1. sample completions from the current policy
         with timer(times, "sampling"):
             rollout = sample(unwrapped.policy, tokenizer, [task.prompt(q) for q in mine], params,
-                             value_head=unwrapped.value_head if use_values else None)
+                             value_head=unwrapped.value_head)
         # 2. score final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none
         with timer(times, "scoring"):
             answers = task.extract_answers(rollout.texts)
             golds = [q.answer for q in mine for _ in range(params.num_samples)]
             scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)],
                                   device=accelerator.device)
-        # 3. old log-probs and values come with the samples; reference log-probs (one pass)
-        with timer(times, "forward"):
-            sequences, attention, response = rollout.sequences, rollout.attention_mask, rollout.response_mask
-            layout = (rollout.prompt_length, config.micro_batch_size, params.num_samples)
-            old_logps = rollout.old_logps
-            values = rollout.values if use_values else torch.zeros_like(old_logps)
-            if reference is None:
-                with unwrapped.policy.disable_adapter():
-                    ref_logps = reference_forward(unwrapped.policy, sequences, attention, *layout)
-            else:
-                ref_logps = reference_forward(reference, sequences, attention, *layout)
-            old_logps, values = old_logps * response, values * response
+        # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
+        response = rollout.response_mask
+        with timer(times, "reference"):
+            ref_logps = reference_logps(unwrapped.policy, reference, rollout, config.micro_batch_size,
+                                        params.num_samples)
+        old_logps = rollout.old_logps * response
+        values = rollout.values * response if use_values else torch.zeros_like(old_logps)
         # 4. token rewards = terminal score - beta * KL; advantages and returns
         kl = kl_penalty(old_logps, ref_logps, config.kl_estimator) * response
-        beta = config.kl_coef if config.kl_in == "reward" else 0.0
-        rewards = token_rewards(scores, kl, response, beta)
+        rewards = token_rewards(scores, kl, response, config.kl_coef if config.kl_in == "reward" else 0.0)
         advantages, returns = estimate(rewards, values, response, gamma=config.gamma, lam=config.lam,
                                        num_samples_per_question=params.num_samples)
         if config.whiten_advantages:
             advantages = whiten(advantages, response, sum_across_processes)
-        experience = Experience(sequences, attention, response, old_logps, ref_logps, values,
+        experience = Experience(rollout.sequences, rollout.attention_mask, response, old_logps, ref_logps, values,
                                 advantages, returns, rollout.prompt_length, params.num_samples)
         # 5. ppo_epochs of clipped updates
         with timer(times, "update"):
             update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)
-        state["step"] = step + 1
 
         # 6. log, evaluate on dev, checkpoint
         metrics = step_metrics(accelerator, scores, kl, response, values, returns, update, times,
                                time.perf_counter() - step_started, use_values)
-        tracker.log({**metrics, "epoch": epoch}, state["step"])
-        bar.update(1)
-        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        run.step_done({**metrics, "epoch": epoch}, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        if config.log_rollouts_every and run.state.step % config.log_rollouts_every == 0 and run.main:
+            log_rollouts(run.folder / ROLLOUTS_FILE, run.state.step, mine[:config.rollouts_per_step], rollout.texts,
+                         answers, scores.tolist(), params.num_samples)
         if metrics["kl"] > config.max_kl:
-            stopped = (f"the mean KL to the reference reached {metrics['kl']:.2f} (> max_kl {config.max_kl}) "
-                       f"at step {state['step']}: the policy is running away from the warm-up model; "
-                       f"lower learning_rate or raise kl_coef")
-        out_of_time = budget_spent(accelerator, started, config.max_seconds)
-        if state["step"] % config.eval_every == 0 or state["step"] == total_steps or stopped or out_of_time:
-            evaluate_and_checkpoint(accelerator, config, task, unwrapped.policy, tokenizer, dev, folder, state, epoch,
-                                    export_model(unwrapped, tokenizer), tracker, bar, total_steps)
-        if out_of_time:
-            break
-        if stopped:
-            if main:
-                bar.write(f"reftune rl: stopping: {stopped}")
+            run.stop(f"the mean KL to the reference reached {metrics['kl']:.2f} (> max_kl {config.max_kl}) at step "
+                     f"{run.state.step}: the policy is running away from the warm-up model; lower learning_rate or "
+                     f"raise kl_coef")
+        if run.due(config.eval_every):
+            run.checkpoint(evaluate, export, epoch)
+        if run.stopping:
             break
 
-    return finish_run(folder, state, started, main, bar, tracker, stopped=stopped)
+    if run.stop_reason and not run.interrupted and run.main:
+        print(f"reftune rl: stopping: {run.stop_reason}", flush=True)
+    return run.finish()
+
+
+def parameter_groups(model: PolicyWithValueHead, trainable: list, config: RLConfig) -> list[dict]:
+    """The backbone at the policy's lr; the value head, when there is one, at its own."""
+    if model.value_head is None:
+        return [{"params": trainable}]
+    head = list(model.value_head.parameters())
+    backbone = [p for p in trainable if all(p is not h for h in head)]
+    return [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}]
+
+
+def reference_logps(policy, reference, rollout, micro_batch_size: int, group_size: int) -> torch.Tensor:
+    """Token log-probs of the rollout under the frozen warm-up model: (N, L), 0 on prompt columns.
+    With LoRA (reference None), the policy with its adapters switched off."""
+    layout = (rollout.prompt_length, micro_batch_size, group_size)
+    if reference is None:
+        with policy.disable_adapter():
+            return reference_forward(policy, rollout.sequences, rollout.attention_mask, *layout)
+    return reference_forward(reference, rollout.sequences, rollout.attention_mask, *layout)
+
+
+def log_rollouts(path, step: int, questions: list, texts: list[str], answers: list, scores: list[float],
+                 num_samples: int) -> None:
+    """Append one samples row (the shape `reftune sample` writes, plus the step) per question."""
+    with open(path, "a") as out:
+        for index, question in enumerate(questions):
+            rows = slice(index * num_samples, (index + 1) * num_samples)
+            out.write(json.dumps({"step": step, "id": question.id, "question": question.question,
+                                  "gold": question.answer, "samples": texts[rows], "answers": answers[rows],
+                                  "rewards": scores[rows], "correct": [s == CORRECT_REWARD for s in scores[rows]]},
+                                 default=str) + "\n")
 
 
 def step_metrics(accelerator, scores, kl, response, values, returns, update: dict, times: dict,

@@ -1,5 +1,5 @@
-"""CoTs sampled for a split's questions, shared by the stages that learn from them: Offline-ST keeps
-the correct ones, the verifier learns to tell right from wrong, `reftune sample` writes them.
+"""Sampled CoTs of a split's questions, shared by every stage that samples: the dev check of training,
+`reftune eval` / `sample`, Offline-ST's self-training data, the verifier's labelled samples.
 
 A samples file is JSONL, one question per line, as `reftune sample` writes it: id, question, gold,
 samples, answers, rewards, correct, finished, vote. Reading one re-scores the samples with the task,
@@ -8,25 +8,90 @@ so a file from another tool (holding at least id and samples) is scored the same
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from reftune.errors import ReftuneError
-from reftune.rewards import score_answer
-from reftune.rollout import SamplingParams
-from reftune.stages.evaluate import QuestionSamples, sample_questions
+from reftune.heads import load_verifier
+from reftune.models import load_policy
+from reftune.rewards import CORRECT_REWARD, score_answer
+from reftune.rollout import SamplingParams, sample
+from reftune.selection import majority_vote, rerank
+from reftune.stages.batches import collate, encode_pairs
+from reftune.stages.common import shard
 from reftune.tasks import Example, Task
+from reftune.tracking import progress_bar
 
 SAMPLES_FILE = "samples.jsonl"
+
+
+@dataclass(frozen=True)
+class QuestionSamples:
+    """Everything sampled for one question, in sample order."""
+
+    example: Example
+    completions: list[str]
+    answers: list            # extracted answer per completion, None where there is none
+    rewards: list[float]     # the ReFT reward per completion
+    finished: list[bool] = field(default_factory=list)  # False: cut at max_new_tokens
+    scores: list[float] = field(default_factory=list)   # the verifier's P(correct), when reranking
+
+    @property
+    def correct(self) -> list[bool]:
+        return [reward == CORRECT_REWARD for reward in self.rewards]
+
+    def to_json(self, task: Task) -> dict:
+        voted = majority_vote(self.answers, task.is_correct)
+        row = {"id": self.example.id, "question": self.example.question, "gold": self.example.answer,
+               "samples": self.completions, "answers": self.answers, "rewards": self.rewards,
+               "correct": self.correct, "finished": self.finished, "vote": voted,
+               "vote_correct": voted is not None and task.is_correct(voted, self.example.answer)}
+        if self.scores:
+            picked = rerank(self.answers, self.scores)
+            row.update(verifier_scores=self.scores, rerank=picked,
+                       rerank_correct=picked is not None and task.is_correct(picked, self.example.answer))
+        return row
+
+
+def sample_questions(task: Task, model, tokenizer, examples: list[Example], params: SamplingParams,
+                     batch_size: int, generator: torch.Generator | None = None,
+                     show_progress: bool = False) -> list[QuestionSamples]:
+    """params.num_samples completions per example, scored with the ReFT reward."""
+    results = []
+    bar = progress_bar(len(examples), "sampling", show_progress)
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        rollout = sample(model, tokenizer, [task.prompt(e) for e in batch], params, generator)
+        answers = task.extract_answers(rollout.texts)  # one batched sandbox call for P-CoT
+        k = params.num_samples
+        for i, example in enumerate(batch):
+            rows = slice(i * k, (i + 1) * k)
+            results.append(QuestionSamples(
+                example, rollout.texts[rows], answers[rows],
+                [score_answer(task, answer, example.answer) for answer in answers[rows]],
+                rollout.finished[rows].tolist()))
+        bar.update(len(batch))
+    bar.close()
+    return results
+
+
+def greedy_accuracy(accelerator, task: Task, model, tokenizer, examples: list[Example],
+                    max_new_tokens: int, batch_size: int, show_progress: bool = False) -> float:
+    """Top-1 accuracy on `examples`, each process decoding its share (the dev check of training)."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    mine = shard(examples, accelerator)
+    results = sample_questions(task, model, tokenizer, mine, params, batch_size, show_progress=show_progress)
+    counts = torch.tensor([sum(r.correct[0] for r in results), len(results)], device=accelerator.device)
+    correct, total = accelerator.reduce(counts, reduction="sum").tolist()
+    return correct / max(total, 1)
 
 
 def sample_split(accelerator, task: Task, model, tokenizer, examples: list[Example], params: SamplingParams,
                  batch_size: int, seed: int, show_progress: bool) -> list[QuestionSamples]:
     """Every process samples its share of `examples`; all get every result back, in example order."""
     from accelerate.utils import gather_object
-
-    from reftune.stages.common import shard
 
     generator = torch.Generator(device=accelerator.device).manual_seed(seed + accelerator.process_index)
     mine = sample_questions(task, model, tokenizer, shard(examples, accelerator), params, batch_size, generator,
@@ -36,9 +101,11 @@ def sample_split(accelerator, task: Task, model, tokenizer, examples: list[Examp
 
 
 def write_samples(path: Path, task: Task, results: list[QuestionSamples]) -> None:
-    with open(path, "w") as out:
+    scratch = path.with_name(f".{path.name}.partial")  # a later run trusts this file: never half of it
+    with open(scratch, "w") as out:
         for result in results:
             out.write(json.dumps(result.to_json(task)) + "\n")
+    scratch.replace(path)
 
 
 def read_samples(path: str | Path, task: Task, examples: list[Example]) -> list[QuestionSamples]:
@@ -72,8 +139,6 @@ def training_samples(accelerator, config, task: Task, examples: list[Example], s
                      given: str | None, num_samples: int) -> list[QuestionSamples]:
     """The file `given` when there is one; else the samples an interrupted run saved to `saved`, when
     resuming; else num_samples CoTs per question from config.sampler, saved to `saved`."""
-    from reftune.models import load_policy
-
     if given:
         return read_samples(given, task, examples)
     if config.resume and saved.exists():
@@ -111,3 +176,50 @@ def distinct(completions: list[str]) -> list[int]:
             seen.add(key)
             keep.append(index)
     return keep
+
+
+def self_training_pairs(task, results: list[QuestionSamples], keep_per_question: int) -> tuple[list[tuple[str, str]], dict]:
+    """Offline-ST's data: (prompt, target) pairs, each question's gold CoT, then up to keep_per_question
+    distinct correct samples that differ from it. Also counts for the summary."""
+    pairs, kept_counts = [], []
+    for result in results:
+        prompt = task.prompt(result.example)
+        gold = task.target(result.example) if result.example.cot else None
+        seen = {normalize_cot(gold)} if gold else set()
+        kept = []
+        for index in distinct(result.completions):
+            text = result.completions[index]
+            if result.correct[index] and normalize_cot(text) not in seen and len(kept) < keep_per_question:
+                kept.append(text)
+        pairs += ([(prompt, gold)] if gold else []) + [(prompt, text) for text in kept]
+        kept_counts.append(len(kept))
+    counts = {"questions": len(results), "gold_cots": sum(bool(r.example.cot) for r in results),
+              "sampled_cots_kept": sum(kept_counts),
+              "questions_with_a_kept_sample": sum(count > 0 for count in kept_counts),
+              "sample_accuracy": sum(sum(r.correct) for r in results) / max(1, sum(len(r.correct) for r in results))}
+    return pairs, counts
+
+
+@torch.no_grad()
+def verifier_scores(verifier, tokenizer, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
+    """P(correct) of each (prompt, completion) under a verifier (reftune.heads.Verifier)."""
+    device = next(verifier.parameters()).device
+    encoded, _ = encode_pairs(tokenizer, pairs, max_length=10**9)
+    scores = []
+    for start in range(0, len(encoded), batch_size):
+        batch = collate(encoded[start:start + batch_size], tokenizer.pad_token_id, device)
+        scores += torch.sigmoid(verifier(batch["input_ids"], batch["attention_mask"])).tolist()
+    return scores
+
+
+def add_verifier_scores(accelerator, task: Task, verifier_folder: str, results: list[QuestionSamples],
+                        batch_size: int) -> list[QuestionSamples]:
+    """The results with each sample's P(correct) under the verifier (each process scores its share)."""
+    from accelerate.utils import gather_object
+
+    verifier, tokenizer = load_verifier(verifier_folder, accelerator.device)
+    mine = shard(list(enumerate(results)), accelerator)
+    scored = [(index, replace(result, scores=verifier_scores(
+        verifier, tokenizer, [(task.prompt(result.example), c) for c in result.completions], batch_size)))
+        for index, result in mine]
+    return [result for _, result in sorted(gather_object(scored), key=lambda pair: pair[0])]

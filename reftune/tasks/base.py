@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Iterator
 
 from reftune.errors import ReftuneError
+from reftune.hub import OFFLINE_WORDS, hub_reachable
 from reftune.tasks.answers import (
     ANSWER_TRIGGER,
     answer_text,
@@ -130,6 +131,10 @@ class Task:
         if dataset_id is None and self.hub_dataset is None:
             raise ReftuneError(f"task {self.name!r} has no hub dataset: pass a data file")
         name, config = (dataset_id, None) if dataset_id else self.hub_dataset
+        if not hub_reachable() and os.environ.get("HF_DATASETS_OFFLINE", "").lower() not in OFFLINE_WORDS:
+            raise ReftuneError(f"could not load {name!r} split {split!r}: the Hugging Face hub is unreachable from "
+                               f"here. Pass a local file instead, in one of the formats {describe_shapes()} "
+                               f"(for example ../shared/data/gsm8k/train.jsonl)")
         try:
             import datasets
 

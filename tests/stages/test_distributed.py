@@ -21,11 +21,10 @@ SPY = textwrap.dedent("""
 
     keep_best = checkpoint.checkpoint_keeping_best
 
-    def save_every_rank_too(accelerator, output, state, dev_accuracy, export, keep):
+    def save_every_rank_too(accelerator, output, state, score, export, keep, metric):
         model = accelerator.unwrap_model(accelerator._models[0])
-        step = state["step"]
-        torch.save(model.state_dict(), Path(output) / f"rank{{accelerator.process_index}}-step{{step}}.pt")
-        return keep_best(accelerator, output, state, dev_accuracy, export, keep)
+        torch.save(model.state_dict(), Path(output) / f"rank{{accelerator.process_index}}-step{{state.step}}.pt")
+        return keep_best(accelerator, output, state, score, export, keep, metric)
 
     checkpoint.checkpoint_keeping_best = save_every_rank_too
 """)

@@ -1,7 +1,8 @@
 import json
 
 from reftune.config import EvalConfig, SampleConfig
-from reftune.stages.evaluate import QuestionSamples, evaluate, summarize
+from reftune.stages.evaluate import evaluate, summarize
+from reftune.stages.samples import QuestionSamples
 from reftune.tasks import Example, get_task
 
 RUN = dict(task="arithmetic", model="tiny", limit=3, max_new_tokens=6, report_to="jsonl", progress=False)

@@ -24,8 +24,10 @@ def metrics(folder):
 
 
 def weights(checkpoint):
+    """The policy's weights and, for GAE, the value head's (the group estimators build none)."""
+    head = checkpoint / "model" / "value_head.safetensors"
     return {**load_file(str(checkpoint / "model" / "model.safetensors")),
-            **{f"value_head.{k}": v for k, v in load_file(str(checkpoint / "model" / "value_head.safetensors")).items()}}
+            **({f"value_head.{k}": v for k, v in load_file(str(head)).items()} if head.exists() else {})}
 
 
 @pytest.mark.parametrize("estimator", ["gae", "group"])
@@ -38,11 +40,13 @@ def test_two_steps_move_the_policy_and_write_a_checkpoint(tmp_path, estimator):
     assert "model.layers.0.self_attn.q_proj.weight" in moved
     if estimator == "gae":
         assert "value_head.weight" in moved
+    else:  # no critic: no value head is built, trained or saved
+        assert not (tmp_path / "checkpoints" / "step-000002" / "model" / "value_head.safetensors").exists()
     AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step-000002" / "model")
     logged = [m for m in metrics(tmp_path) if "reward_mean" in m]
     assert [m["step"] for m in logged] == [1, 2]
     for key in ("kl", "policy_loss", "value_loss", "clip_fraction", "entropy", "response_length", "grad_norm",
-                "completion_tokens_per_s", "time_sampling", "time_scoring", "time_forward", "time_update"):
+                "completion_tokens_per_s", "time_sampling", "time_scoring", "time_reference", "time_update"):
         assert key in logged[0], key
 
 
@@ -85,7 +89,8 @@ def test_a_runaway_kl_stops_the_run_with_a_report(tmp_path):
 
 
 def test_a_non_finite_loss_skips_the_update(tmp_path):
-    from reftune.models import PolicyWithValueHead, load_policy
+    from reftune.heads import PolicyWithValueHead
+    from reftune.models import load_policy
     from reftune.stages.common import build_accelerator
     from reftune.stages.ppo import Experience, ppo_update
 
@@ -131,39 +136,71 @@ def test_rl_raises_the_share_of_right_samples(tmp_path, warm_tiny, options):
     assert after >= before + 0.04, (before, after)
 
 
-def killed_run(config_path, wait_for):
-    """Start `reftune rl --config config_path` in a process of its own; kill -9 it the moment
-    `wait_for` exists."""
-    import signal
+def live_run(config_path, tmp_path, resume: bool):
+    """`reftune rl --config config_path` as a process of its own: the training process itself."""
     import subprocess
     import sys
+
+    command = [sys.executable, "-m", "reftune.cli", "rl", "--config", str(config_path)] + (["--resume"] if resume else [])
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(process, ready, what: str) -> None:
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "reftune.cli", "rl", "--config", str(config_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not wait_for.exists():
-        assert process.poll() is None, f"the run ended before {wait_for.name}: {process.stderr.read()[-2000:]}"
-        assert time.time() < deadline, "the run took too long"
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    while not ready():
+        assert process.poll() is None, f"the run ended before {what}: {process.stderr.read()[-2000:]}"
+        assert time.time() < deadline, f"the run took too long to reach {what}"
+        time.sleep(0.002)
+
+
+def logged_steps(folder) -> list[int]:
+    path = folder / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["step"] for line in lines if line.endswith("}") and "reward_mean" in line]
+
+
+def files_of_complete_checkpoints(folder) -> set:
+    from reftune.checkpoint import complete_checkpoints
+
+    return {p for checkpoint in complete_checkpoints(folder) for p in checkpoint.rglob("*")}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_when", ["step-000002/trainer_state.json", "step-000003/model"])
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, kill_when):
-    """A real kill -9 of a live run: just after a checkpoint is complete, or in the middle of
-    writing one (its model written, its state not yet)."""
+def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
+    """One run, interrupted four times and resumed after each: kill -9 in the middle of a step, just
+    after a checkpoint is complete, and halfway through writing one; then Ctrl-C, which finishes the
+    step and checkpoints. The end equals an uninterrupted run; each step is logged once; nothing that
+    was complete before a kill is lost."""
+    import signal
+
     from reftune.options import config_to_yaml
 
-    run = dict(TINY_RL, max_steps=5, eval_every=1, keep_checkpoints=2)
+    run = dict(TINY_RL, max_steps=6, eval_every=1, keep_checkpoints=10)
     rl(RLConfig(**run, output=str(tmp_path / "straight")))
+    folder = tmp_path / "killed"
     config = tmp_path / "killed.yaml"
-    config.write_text(config_to_yaml(RLConfig(**run, output=str(tmp_path / "killed"))))
-    killed_run(config, tmp_path / "killed" / "checkpoints" / kill_when)
-    assert rl(RLConfig(**run, output=str(tmp_path / "killed"), resume=True))["steps"] == 5
-    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000005")
-    resumed = weights(tmp_path / "killed" / "checkpoints" / "step-000005")
+    config.write_text(config_to_yaml(RLConfig(**run, output=str(folder))))
+    checkpoints = folder / "checkpoints"
+    faults = [(lambda: len(logged_steps(folder)) >= 1, signal.SIGKILL, "mid-step"),
+              (lambda: (checkpoints / "step-000003" / "trainer_state.json").exists(), signal.SIGKILL, "after a checkpoint"),
+              (lambda: (checkpoints / ".step-000004.partial" / "model").exists(), signal.SIGKILL, "mid-checkpoint"),
+              (lambda: 5 in logged_steps(folder), signal.SIGINT, "Ctrl-C")]
+    for attempt, (ready, kill, what) in enumerate(faults):
+        process = live_run(config, tmp_path, resume=attempt > 0)
+        wait_until(process, ready, what)
+        complete_before = files_of_complete_checkpoints(folder)
+        process.send_signal(kill)
+        out, err = process.communicate(timeout=300)
+        if kill == signal.SIGKILL:
+            assert process.returncode == -signal.SIGKILL
+        else:
+            assert process.returncode == 0 and "--resume" in out and "Traceback" not in err, err[-2000:]
+        assert complete_before <= files_of_complete_checkpoints(folder), what
+    assert rl(RLConfig(**run, output=str(folder), resume=True))["steps"] == 6
+    assert logged_steps(folder) == [1, 2, 3, 4, 5, 6]
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000006")
+    resumed = weights(folder / "checkpoints" / "step-000006")
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name

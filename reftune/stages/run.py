@@ -1,0 +1,204 @@
+"""The record every training stage keeps the same way: one `Run` holds the run's folder (locked for
+this process), its saved config, the checkpoint it resumes from, the step it stands at, the metric
+sinks and progress bar, the clock (summed over resumes), Ctrl-C handling and the checkpoint / best
+bookkeeping. A stage's loop stays inline and reads like the paper's algorithm box around it:
+
+    run = Run(config, "sft")
+    ... data, model, optimizer; accelerator.prepare ...
+    run.resume()                      # weights, optimizer, RNG and the step, when --resume
+    run.begin(total_steps)
+    for step in range(run.state.step, total_steps):
+        ... one step ...
+        run.step_done(metrics)
+        if run.due(every):            # the cadence, the last step, a time budget, Ctrl-C, a stop
+            run.checkpoint(evaluate, export, epoch)
+        if run.stopping:
+            break
+    return run.finish(**extra)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from reftune import checkpoint
+from reftune.checkpoint import TrainerState, latest_checkpoint
+from reftune.config import sinks
+from reftune.errors import ReftuneError
+from reftune.options import config_from_yaml_text
+from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
+                                   seed_everything, write_atomically)
+from reftune.tracking import RunBar, Tracker
+
+# What may differ when a run is resumed: how long it goes on, how often it is evaluated, and where it
+# reports. Anything else would train on with settings the saved config does not record.
+RESUMABLE_OPTIONS = ("resume", "epochs", "max_steps", "max_seconds", "eval_every", "keep_checkpoints", "progress",
+                     "verbose", "report_to")
+
+
+def changed_options(saved: dict, config) -> dict[str, tuple]:
+    """Options whose value differs from the saved run's: name -> (saved, now), the resumable ones aside.
+
+    >>> from reftune.config import SFTConfig
+    >>> changed_options({"learning_rate": 1e-5, "epochs": 3}, SFTConfig(learning_rate=1e-3, epochs=5))
+    {'learning_rate': (1e-05, 0.001)}
+    """
+    now = dataclasses.asdict(config)
+    return {name: (saved[name], now[name]) for name in saved
+            if name in now and name not in RESUMABLE_OPTIONS and saved[name] != now[name]}
+
+
+def refuse_changed_options(config, folder: Path) -> None:
+    """On resume: refuse any change outside RESUMABLE_OPTIONS, naming each option, old and new."""
+    path = folder / CONFIG_FILE
+    if path.exists():
+        changes = changed_options(config_from_yaml_text(path.read_text()), config)
+        if changes:
+            listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
+            raise ReftuneError(f"--resume with other options than the run in {folder} was started with ({listed}); "
+                               f"only {', '.join(RESUMABLE_OPTIONS[1:])} may change: drop the others, or start a "
+                               f"new run in a new --output")
+
+
+def resume_command(folder: Path) -> str:
+    """The command that continues this run: the one given, with --resume (and --output) added."""
+    if Path(sys.argv[0]).name not in ("reftune", "cli.py"):  # not the command line: the Python API
+        return f"run the same stage again with resume=True and output={str(folder)!r}"
+    words = ["reftune", *sys.argv[1:]]
+    words += [] if "--resume" in words else ["--resume"]
+    words += [] if any(w == "--output" or w.startswith("--output=") for w in words) else ["--output", str(folder)]
+    return shlex.join(words)
+
+
+class Run:
+    """One training run of `stage` (see the module docstring for how a stage uses it)."""
+
+    def __init__(self, config, stage: str, seed_per_process: bool = False):
+        self.config, self.stage = config, stage
+        self.accelerator = build_accelerator()
+        self.main = self.accelerator.is_main_process
+        self.folder = output_folder(config, stage, config.resume, self.main)
+        self.resume_from = latest_checkpoint(self.folder) if config.resume else None
+        if self.main:
+            if config.resume:
+                refuse_changed_options(config, self.folder)
+            announce(stage, config, self.folder, f" (resuming from {self.resume_from.name})" if self.resume_from else "")
+        # Each process samples differently in the on-policy stages; the rest see the same draws.
+        seed_everything(config.seed + (self.accelerator.process_index if seed_per_process else 0))
+        self.state = TrainerState()
+        self.stop_reason: str | None = None
+        self.out_of_time = self.interrupted = False
+
+    @property
+    def model_to_resume(self) -> str | None:
+        """The checkpoint's model folder (its tokenizer is the one trained with), when resuming."""
+        return str(self.resume_from / "model") if self.resume_from else None
+
+    def resume(self) -> None:
+        """After accelerator.prepare(): weights, optimizer, scheduler, RNG of every process, and the
+        trainer state, from the checkpoint (nothing for a fresh run)."""
+        if self.resume_from:
+            self.accelerator.load_state(str(self.resume_from / "state"))
+            self.state = TrainerState.read(self.resume_from)
+
+    def begin(self, total_steps: int, metric: str = "dev_accuracy", tracked: dict | None = None) -> None:
+        """Open the metric sinks (cut back to the checkpoint's step on resume) and the bar; start the
+        clock; take over Ctrl-C. `tracked`: extra fields for the sinks' run config."""
+        config = self.config
+        self.total_steps, self.metric = total_steps, metric
+        self.tracker = Tracker(self.folder, sinks(config.report_to), {**dataclasses.asdict(config), **(tracked or {})},
+                               enabled=self.main, resumed_at=self.state.step if self.resume_from else None)
+        self.bar = RunBar(self.stage, total_steps, self.state.step, config.progress and self.main,
+                          config.max_seconds, self.state.seconds)
+        self.seconds_before, self.clock = self.state.seconds, time.perf_counter()
+        self.previous_handler = take_over_interrupts(self)
+
+    def seconds(self) -> float:
+        """Training time so far, over every resume."""
+        return self.seconds_before + time.perf_counter() - self.clock
+
+    def step_done(self, metrics: dict, **figures) -> None:
+        """Count the step, log its metrics, advance the bar (figures: shown beside it)."""
+        self.state.step += 1
+        self.tracker.log(metrics, self.state.step)
+        self.bar.advance(self.state.step, self.seconds(), **figures)
+
+    def stop(self, reason: str) -> None:
+        """End the run after this step's checkpoint, with a reason for the summary."""
+        self.stop_reason = reason
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None or self.out_of_time
+
+    def due(self, every: int) -> bool:
+        """Whether to evaluate and checkpoint now: every `every` steps, at the last step, or when the
+        run is about to stop (time budget, Ctrl-C, stop()); all processes agree."""
+        budget = self.config.max_seconds
+        flags = torch.tensor([float(self.interrupted), float(budget is not None and self.seconds() >= budget)],
+                             device=self.accelerator.device)
+        interrupted, out_of_time = (self.accelerator.reduce(flags, reduction="sum") > 0).tolist()
+        if interrupted and not self.stop_reason:
+            self.interrupted = True
+            self.stop_reason = f"interrupted (Ctrl-C) at step {self.state.step}"
+        self.out_of_time = self.out_of_time or out_of_time
+        step = self.state.step
+        return step % every == 0 or step == self.total_steps or self.stopping
+
+    def checkpoint(self, evaluate: Callable[[], float], export: Callable[[Path], None], epoch: int) -> None:
+        """Score on dev (skipped when interrupted: the user is waiting), checkpoint, keep the best."""
+        score = None if self.interrupted else evaluate()
+        if score is not None:
+            self.tracker.log({self.metric: score}, self.state.step)
+        self.state.epoch, self.state.seconds = epoch, round(self.seconds(), 2)
+        line = checkpoint.checkpoint_keeping_best(self.accelerator, self.folder, self.state, score, export,
+                                                  self.config.keep_checkpoints, self.metric.replace("_", " "))
+        if self.main:
+            self.bar.write(f"step {self.state.step}/{self.total_steps}: {line}")
+
+    def finish(self, **extra) -> dict:
+        """Close the sinks and the bar, hand Ctrl-C back, write summary.json and release the folder.
+        Returns the summary: steps, best dev score (under the metric's name) and step, the best model's
+        folder, training seconds over all resumes, why it stopped early if it did, and `extra`."""
+        restore_interrupts(self.previous_handler)
+        self.bar.close()
+        self.tracker.close()
+        summary = {"steps": self.state.step, f"best_{self.metric}": self.state.best_score,
+                   "best_step": self.state.best_step, "best_model": str(self.folder / "best"),
+                   "stopped": self.stop_reason, **extra, "seconds": round(self.seconds(), 2)}
+        if self.main:
+            write_atomically(self.folder / "summary.json", json.dumps(summary, indent=1))
+            if self.interrupted:
+                print(f"reftune {self.stage}: stopped at step {self.state.step} (checkpoint written); continue "
+                      f"with:\n  {resume_command(self.folder)}", flush=True)
+        release_lock(self.folder)
+        return summary
+
+
+def take_over_interrupts(run: Run):
+    """The first Ctrl-C asks the run to finish its step and checkpoint; a second one stops at once.
+    Returns the handler it replaced (None where signals cannot be taken: outside the main thread)."""
+    def first_interrupt(signum, frame):
+        run.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if run.main:
+            print(f"\nreftune {run.stage}: finishing step {run.state.step + 1}, then writing a checkpoint "
+                  f"(Ctrl-C again stops at once)", file=sys.stderr, flush=True)
+
+    try:
+        return signal.signal(signal.SIGINT, first_interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def restore_interrupts(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
