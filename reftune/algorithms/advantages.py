@@ -124,7 +124,8 @@ def sequence_scores(rewards: Tensor, response_mask: Tensor) -> Tensor:
 def estimate_gae(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
                  num_samples_per_question: int,
                  sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
-    """GAE advantages and returns (advantages + values on response tokens), both (B, T)."""
+    """GAE advantages and returns (advantages + values on response tokens), both (B, T), from the
+    token rewards and values (B, T). The paper's estimator; the only one that reads values."""
     advantages = gae_advantages(rewards, values, response_mask, gamma, lam)
     return advantages, (advantages + values) * response_mask
 
@@ -132,7 +133,9 @@ def estimate_gae(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamm
 def estimate_group(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
                    num_samples_per_question: int,
                    sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
-    """Group advantages from each row's total reward; no value head, so the returns are zeros."""
+    """GRPO (Shao et al. 2024, DeepSeekMath; verl `grpo`, OpenRLHF `group_norm`): each row's total
+    reward (B,) centred and scaled by its group's mean and std, on every response token. (B, T) each;
+    returns zeros (no value head)."""
     scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question)
     return advantages, torch.zeros_like(advantages)
@@ -142,7 +145,8 @@ def estimate_dr_grpo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, 
                      num_samples_per_question: int,
                      sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
     """Group mean removed, no division by the group's std (which favours questions that are almost
-    always right or wrong): Dr. GRPO, Liu et al. 2025; OpenRLHF `dr_grpo`, TRL `scale_rewards=False`."""
+    always right or wrong): Dr. GRPO, Liu et al. 2025; OpenRLHF `dr_grpo`, TRL `scale_rewards=False`.
+    (B, T) each; returns zeros."""
     require_groups(num_samples_per_question, "dr_grpo")
     scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question, scale_by_std=False)
@@ -152,7 +156,8 @@ def estimate_dr_grpo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, 
 def estimate_rloo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
                   num_samples_per_question: int,
                   sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
-    """Leave-one-out baseline within each question's samples (see leave_one_out_advantages)."""
+    """RLOO: each row's total reward minus the mean of its question's other samples (see
+    leave_one_out_advantages). (B, T) each; returns zeros."""
     scores = sequence_scores(rewards, response_mask)
     advantages = leave_one_out_advantages(scores, response_mask, num_samples_per_question)
     return advantages, torch.zeros_like(advantages)
@@ -161,7 +166,8 @@ def estimate_rloo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gam
 def estimate_reinforce_baseline(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float,
                                 lam: float, num_samples_per_question: int,
                                 sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
-    """Group-mean baseline, batch normalisation (see batch_normalised_group_advantages)."""
+    """REINFORCE++-baseline: group-mean baseline, then whitened over the batch's response tokens of
+    all processes (see batch_normalised_group_advantages). (B, T) each; returns zeros."""
     scores = sequence_scores(rewards, response_mask)
     advantages = batch_normalised_group_advantages(scores, response_mask, num_samples_per_question,
                                                    sum_across_processes)

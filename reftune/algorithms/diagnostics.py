@@ -29,10 +29,14 @@ def informative_groups(scores: Tensor, group_size: int) -> Tensor:
     return (groups != groups[:, :1]).any(dim=1)
 
 
-def informative_rows(scores: Tensor, group_size: int) -> Tensor:
+def informative_rows(scores: Tensor, group_size: int, max_groups: int | None = None) -> Tensor:
     """(B,) scores -> (B,) bool: informative_groups repeated over each group's rows, to index the
-    rows of a rollout (rollout rows [mask])."""
-    return informative_groups(scores, group_size).repeat_interleave(group_size)
+    rows of a rollout. max_groups: keep only the first that many informative groups (a dynamic-
+    sampling round that found more than the step still needs; verl trims the same way)."""
+    keep = informative_groups(scores, group_size)
+    if max_groups is not None:
+        keep = keep & (keep.cumsum(dim=0) <= max_groups)
+    return keep.repeat_interleave(group_size)
 
 
 @dataclass(frozen=True)

@@ -84,18 +84,18 @@ def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor
 # logps, ref_logps (B, T), log r = logp - logp_ref (Schulman, "Approximating KL divergence", 2020).
 
 def kl_k1(logps: Tensor, ref_logps: Tensor) -> Tensor:
-    """log r: unbiased, can be negative (the paper's)."""
+    """log r, (B, T): unbiased, can be negative (the paper's)."""
     return logps - ref_logps
 
 
 def kl_k2(logps: Tensor, ref_logps: Tensor) -> Tensor:
-    """(log r)^2 / 2: biased, low variance, never negative; its gradient is that of the true KL
+    """(log r)^2 / 2, (B, T): biased, low variance, never negative; its gradient is that of the true KL
     (OpenRLHF's choice for REINFORCE++-baseline's KL loss)."""
     return 0.5 * (logps - ref_logps) ** 2
 
 
 def kl_k3(logps: Tensor, ref_logps: Tensor) -> Tensor:
-    """r' - 1 - log r' with r' = p_ref / p: unbiased and never negative (GRPO's KL loss)."""
+    """r' - 1 - log r' with r' = p_ref / p, (B, T): unbiased and never negative (GRPO's KL loss)."""
     log_ratio = logps - ref_logps
     return torch.expm1(-log_ratio) + log_ratio
 

@@ -27,6 +27,14 @@ def test_informative_rows_select_a_rollouts_rows_and_none_equal_keeps_them_all()
     assert rows[informative_rows(SCORES, 3)].tolist() == [3, 4, 5]
 
 
+def test_informative_rows_keep_at_most_the_groups_still_needed():
+    scores = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.1, 0.0, 0.0, 1.0])  # groups of 2: 0, 2, 3 informative
+    assert informative_rows(scores, 2, max_groups=2).tolist() == [True, True, False, False,
+                                                                  True, True, False, False]
+    assert informative_rows(scores, 2, max_groups=0).sum() == 0
+    assert torch.equal(informative_rows(scores, 2, max_groups=5), informative_rows(scores, 2))
+
+
 def test_groups_must_be_whole():
     with pytest.raises(ValueError, match="do not split into groups of 5"):
         informative_groups(SCORES, 5)

@@ -118,6 +118,23 @@ def test_micro_batched_aggregation_equals_the_whole_batch(mode):
         assert (sum(parts) / normaliser).item() == pytest.approx(whole.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("mode", sorted(LOSS_AGGREGATIONS))
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_micro_batched_policy_loss_equals_the_whole_batch(mode, level):
+    """As the update loop uses it: rows cut into micro-batches, each trimmed of the padding columns no
+    row of it reaches, partial sums divided by the whole minibatch's normaliser."""
+    options = dict(clip_range=0.2, clip_range_high=0.28, dual_clip=3.0, importance_sampling=level,
+                   aggregation=mode, max_response_length=8)
+    whole = policy_loss_terms(LOGPS, OLD, ADVANTAGES, MASK, **options).loss_sum
+    normaliser = LOSS_AGGREGATIONS[mode].normaliser(MASK)
+    parts = []
+    for rows in (slice(0, 2), slice(2, 3)):
+        columns = slice(0, int(MASK[rows].sum(dim=1).max()))
+        parts.append(policy_loss_terms(LOGPS[rows, columns], OLD[rows, columns], ADVANTAGES[rows, columns],
+                                       MASK[rows, columns], **options).loss_sum)
+    assert (sum(parts) / normaliser).item() == pytest.approx((whole / normaliser).item(), rel=1e-6)
+
+
 def test_aggregations_weigh_rows_differently():
     token_losses = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
