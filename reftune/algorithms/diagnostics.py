@@ -69,8 +69,9 @@ class SignalCounts:
 
 def signal_counts(scores: Tensor, group_size: int, finished: Tensor, parsed: Tensor) -> SignalCounts:
     """scores: (B,); finished: (B,) bool, True where the row ended with a stop token; parsed: (B,)
-    bool, True where an answer could be extracted. group_size: samples per question."""
-    equal = ~informative_groups(scores, group_size)
+    bool, True where an answer could be extracted. group_size: samples per question. With one sample
+    per question no groups are counted: the value head, not the group, is the baseline there."""
+    equal = ~informative_groups(scores, group_size) if group_size > 1 else scores.new_zeros(0, dtype=torch.bool)
     return SignalCounts(groups=float(equal.numel()), equal_groups=float(equal.sum()), rows=float(scores.numel()),
                         truncated_rows=float((~finished.bool()).sum()), unparsed_rows=float((~parsed.bool()).sum()))
 

@@ -52,6 +52,12 @@ def test_signal_counts_give_the_shares_and_add_over_processes():
     assert summed == counts
 
 
+def test_one_sample_per_question_counts_no_groups():
+    """The paper's PPO samples once per question: its value head is the baseline, so no warning."""
+    counts = signal_counts(SCORES, 1, torch.ones(12, dtype=torch.bool), torch.ones(12, dtype=torch.bool))
+    assert counts.groups == 0 and counts.shares()["no_signal_group_share"] == 0
+
+
 def test_no_signal_warning_comes_once_after_the_streak():
     streak, warnings = 0, []
     for share in [0.95] * 9 + [0.5] + [0.95] * 15:
