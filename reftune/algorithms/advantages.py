@@ -1,6 +1,7 @@
-"""Advantage estimators, picked by name: GAE with a value head (the paper) or group-normalised
-sequence scores without one (the GRPO family). B rows, T tokens; response_mask is 1 on generated
-tokens, which are contiguous and followed only by padding."""
+"""Advantage estimators, picked by name from ADVANTAGE_ESTIMATORS: GAE with a value head (the paper)
+or a baseline from the other samples of the same question without one (GRPO, Dr. GRPO, RLOO,
+REINFORCE++-baseline). B rows, T tokens; response_mask is 1 on generated tokens, which are contiguous
+and followed only by padding. The K samples of a question sit in adjacent rows."""
 from __future__ import annotations
 
 from typing import Callable
@@ -77,19 +78,108 @@ def token_rewards(scores: Tensor, kl: Tensor, response_mask: Tensor, kl_coef: fl
     return rewards
 
 
+def leave_one_out_advantages(scores: Tensor, response_mask: Tensor, num_samples_per_question: int) -> Tensor:
+    """Each sample's score minus the mean of the OTHER samples of its question, given to every
+    response token (RLOO: Ahmadian et al. 2024, "Back to Basics"; verl/OpenRLHF `rloo`).
+
+    scores: (B,), the K = num_samples_per_question samples of a question adjacent, K >= 2.
+    response_mask: (B, T). Returns (B, T).
+    """
+    require_groups(num_samples_per_question, "rloo")
+    groups = scores.view(-1, num_samples_per_question)
+    others_mean = (groups.sum(dim=1, keepdim=True) - groups) / (num_samples_per_question - 1)
+    return (groups - others_mean).reshape(-1, 1) * response_mask.to(scores.dtype)
+
+
+def batch_normalised_group_advantages(scores: Tensor, response_mask: Tensor, num_samples_per_question: int,
+                                      sum_across_processes: SumAcrossProcesses | None = None) -> Tensor:
+    """Group-mean baseline, then whitened over every response token of the batch (all processes):
+    REINFORCE++-baseline (Hu 2025; OpenRLHF `reinforce_baseline`), whose normalisation uses the
+    batch's spread, not each group's, so easy and hard questions keep their scale.
+
+    scores: (B,), the K samples of a question adjacent, K >= 2. response_mask: (B, T). Returns (B, T).
+    """
+    require_groups(num_samples_per_question, "reinforce_baseline")
+    centred = group_advantages(scores, response_mask, num_samples_per_question, scale_by_std=False)
+    return whiten(centred, response_mask, sum_across_processes)
+
+
+def require_groups(num_samples_per_question: int, estimator: str) -> None:
+    """A baseline from the other samples of a question needs at least two of them."""
+    if num_samples_per_question < 2:
+        raise ValueError(f"the {estimator} estimator compares samples of a question: "
+                         f"num_samples_per_question must be >= 2, got {num_samples_per_question}")
+
+
+def sequence_scores(rewards: Tensor, response_mask: Tensor) -> Tensor:
+    """(B, T) token rewards -> (B,) each row's total: the answer's score minus its summed KL penalty."""
+    return (rewards * response_mask).sum(dim=1)
+
+
+# The estimators: one signature, so the loop calls each the same way. rewards, values,
+# response_mask: (B, T); returns (advantages, returns), both (B, T). The group family has no value
+# head: its returns are zeros. sum_across_processes: an all-reduce sum for batch statistics (None:
+# this process alone).
+
 def estimate_gae(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
-                 num_samples_per_question: int) -> tuple[Tensor, Tensor]:
-    """GAE advantages and returns (advantages + values on response tokens), both (B, T)."""
+                 num_samples_per_question: int,
+                 sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
+    """GAE advantages and returns (advantages + values on response tokens), both (B, T), from the
+    token rewards and values (B, T). The paper's estimator; the only one that reads values."""
     advantages = gae_advantages(rewards, values, response_mask, gamma, lam)
     return advantages, (advantages + values) * response_mask
 
 
 def estimate_group(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
-                   num_samples_per_question: int) -> tuple[Tensor, Tensor]:
-    """Group advantages from each row's total reward; no value head, so the returns are zeros."""
-    scores = (rewards * response_mask).sum(dim=1)
+                   num_samples_per_question: int,
+                   sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
+    """GRPO (Shao et al. 2024, DeepSeekMath; verl `grpo`, OpenRLHF `group_norm`): each row's total
+    reward (B,) centred and scaled by its group's mean and std, on every response token. (B, T) each;
+    returns zeros (no value head)."""
+    scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question)
     return advantages, torch.zeros_like(advantages)
 
 
-ADVANTAGE_ESTIMATORS = {"gae": estimate_gae, "group": estimate_group}
+def estimate_dr_grpo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
+                     num_samples_per_question: int,
+                     sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
+    """Group mean removed, no division by the group's std (which favours questions that are almost
+    always right or wrong): Dr. GRPO, Liu et al. 2025; OpenRLHF `dr_grpo`, TRL `scale_rewards=False`.
+    (B, T) each; returns zeros."""
+    require_groups(num_samples_per_question, "dr_grpo")
+    scores = sequence_scores(rewards, response_mask)
+    advantages = group_advantages(scores, response_mask, num_samples_per_question, scale_by_std=False)
+    return advantages, torch.zeros_like(advantages)
+
+
+def estimate_rloo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float, lam: float,
+                  num_samples_per_question: int,
+                  sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
+    """RLOO: each row's total reward minus the mean of its question's other samples (see
+    leave_one_out_advantages). (B, T) each; returns zeros."""
+    scores = sequence_scores(rewards, response_mask)
+    advantages = leave_one_out_advantages(scores, response_mask, num_samples_per_question)
+    return advantages, torch.zeros_like(advantages)
+
+
+def estimate_reinforce_baseline(rewards: Tensor, values: Tensor, response_mask: Tensor, *, gamma: float,
+                                lam: float, num_samples_per_question: int,
+                                sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
+    """REINFORCE++-baseline: group-mean baseline, then whitened over the batch's response tokens of
+    all processes (see batch_normalised_group_advantages). (B, T) each; returns zeros."""
+    scores = sequence_scores(rewards, response_mask)
+    advantages = batch_normalised_group_advantages(scores, response_mask, num_samples_per_question,
+                                                   sum_across_processes)
+    return advantages, torch.zeros_like(advantages)
+
+
+ADVANTAGE_ESTIMATORS = {
+    "gae": estimate_gae,                                # the paper's PPO: value head, GAE(gamma, lambda)
+    "group": estimate_group,                            # GRPO (DeepSeekMath): group mean and std
+    "dr_grpo": estimate_dr_grpo,                        # Dr. GRPO: group mean, no std
+    "rloo": estimate_rloo,                              # RLOO: mean of the other K - 1 samples
+    "reinforce_baseline": estimate_reinforce_baseline,  # REINFORCE++-baseline: group mean, batch std
+}
+VALUE_HEAD_ESTIMATORS = frozenset({"gae"})
+"""The estimators that read `values` (and need a value head); the others ignore it."""
