@@ -87,7 +87,25 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
     """ReFT's RL stage: PPO from the warm-up model, reward from the final answer, KL to the warm-up."""
 
     advantage_estimator: str = "gae"
-    """gae (value head, the paper) or group (K samples per question normalised in their group)."""
+    """gae (value head, the paper); or, with K >= 2 samples per question and no value head: group
+    (GRPO: group mean and std), dr_grpo (group mean, no std), rloo (leave-one-out mean),
+    reinforce_baseline (group mean, batch std; REINFORCE++-baseline)."""
+    loss_aggregation: str = "token_mean"
+    """How token losses become the step's loss: token_mean (the paper), seq_mean_token_mean (GRPO),
+    seq_mean_token_sum_norm (Dr. GRPO: token sums over max_new_tokens)."""
+    clip_range_high: float | None = None
+    """Upper clip of the ratio for positive advantages (DAPO's clip-higher, e.g. 0.28); default clip_range."""
+    dual_clip: float | None = None
+    """c > 1 caps the loss of negative-advantage tokens at c * |A| (dual-clip PPO, e.g. 3); off when left out."""
+    importance_sampling: str = "token"
+    """token (PPO's per-token ratio) or sequence (GSPO: one ratio per sample, exp of its mean log-ratio)."""
+    dynamic_sampling: bool = False
+    """DAPO: drop questions whose samples all got the same reward (no signal) and sample more questions
+    to fill the step, for at most max_dynamic_sampling_rounds extra rounds."""
+    max_dynamic_sampling_rounds: int = 3
+    """Extra sampling rounds a step may take to fill itself with informative questions."""
+    mask_truncated: bool = False
+    """No loss on completions cut at max_new_tokens (DAPO's overlong filtering; TRL mask_truncated_completions)."""
     ppo_epochs: int = 2
     """Passes over each rollout batch (the paper: 2, one minibatch per process)."""
     value_head_learning_rate: float | None = None
@@ -120,22 +138,37 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
     """Questions per logged step in rollouts.jsonl (all their samples), which bounds the file's size."""
 
     def __post_init__(self):
-        from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS
-
         if self.kl_coef is None:
             self.kl_coef = 0.01 if self.style == "python" else 0.05
-        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
-            raise ReftuneError(f"unknown advantage_estimator {self.advantage_estimator!r}: "
-                               f"use one of {sorted(ADVANTAGE_ESTIMATORS)}")
-        if self.advantage_estimator == "group" and self.num_samples_per_question < 2:
-            raise ReftuneError("the group estimator compares samples of a question: set "
-                               "num_samples_per_question >= 2 (e.g. 4)")
-        if self.kl_estimator not in ("k1", "k2", "k3") or self.kl_in not in ("reward", "loss"):
-            raise ReftuneError("kl_estimator must be k1, k2 or k3 and kl_in reward or loss")
         self.check_on_policy()
-        require_at_least_one(self, "ppo_epochs")
-        if self.kl_coef < 0:
-            raise ReftuneError("need kl_coef >= 0")
+        require_at_least_one(self, "ppo_epochs", "max_dynamic_sampling_rounds")
+        check_rl_variant(self)
+
+
+def check_rl_variant(config: RLConfig) -> None:
+    """Each RL option names an entry of its table, and the combination can work; else one line."""
+    from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, VALUE_HEAD_ESTIMATORS
+    from reftune.algorithms.losses import IMPORTANCE_SAMPLING_LEVELS, KL_ESTIMATORS, LOSS_AGGREGATIONS
+
+    for name, value, table in (("advantage_estimator", config.advantage_estimator, ADVANTAGE_ESTIMATORS),
+                               ("loss_aggregation", config.loss_aggregation, LOSS_AGGREGATIONS),
+                               ("importance_sampling", config.importance_sampling, IMPORTANCE_SAMPLING_LEVELS),
+                               ("kl_estimator", config.kl_estimator, KL_ESTIMATORS), ("kl_in", config.kl_in, ("reward", "loss"))):
+        if value not in table:
+            raise ReftuneError(f"unknown {name} {value!r}: use one of {sorted(table)}")
+    critic_free = config.advantage_estimator not in VALUE_HEAD_ESTIMATORS
+    if (critic_free or config.dynamic_sampling) and config.num_samples_per_question < 2:
+        what = f"the {config.advantage_estimator} estimator" if critic_free else "dynamic_sampling"
+        raise ReftuneError(f"{what} compares the samples of a question: set num_samples_per_question >= 2 (e.g. 4)")
+    if config.importance_sampling == "sequence" and not critic_free:
+        raise ReftuneError("importance_sampling: sequence gives one ratio per sample, while gae gives every token "
+                           "its own advantage: use a group estimator (e.g. group) with it, or importance_sampling: token")
+    if config.dual_clip is not None and config.dual_clip <= 1:
+        raise ReftuneError(f"dual_clip must be > 1 (e.g. 3), got {config.dual_clip}")
+    if config.clip_range_high is not None and config.clip_range_high < 0:
+        raise ReftuneError(f"clip_range_high must be >= 0, got {config.clip_range_high}")
+    if config.kl_coef < 0:
+        raise ReftuneError(f"kl_coef must be >= 0, got {config.kl_coef}")
 
 
 @dataclass(kw_only=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from reftune.algorithms.losses import (chosen_logps, entropy_from_logits, kl_penalty, masked_mean, policy_loss,
-                                       value_loss)
+from reftune.algorithms.losses import (LOSS_AGGREGATIONS, chosen_logps, entropy_from_logits, kl_penalty, masked_mean,
+                                       policy_loss_terms, token_count, value_loss)
 from reftune.response_forward import response_forward, shareable_group_size
 from reftune.stages.batches import accumulating
 
@@ -28,6 +28,7 @@ class Experience:
     returns: Tensor
     prompt_length: int   # P: the responses start at column P
     group_size: int = 1  # rows come in groups of this many samples of one prompt
+    loss_mask: Tensor | None = None  # the tokens the losses count (mask_truncated drops cut rows); None: response_mask
 
 
 def micro_batches(attention_mask: Tensor, size: int, prompt_length: int) -> list[tuple[slice, slice, int]]:
@@ -59,40 +60,50 @@ def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, prom
 def ppo_update(accelerator, model, optimizer, trainable, experience: Experience, config,
                use_values: bool) -> dict:
     """`config.ppo_epochs` clipped updates, each over all of this process's rows (one minibatch, as
-    in the paper), in micro-batches whose losses are weighted to equal the whole minibatch's mean.
-    A step whose loss or gradient is not finite is skipped and reported."""
-    totals = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0,
-              "kl_loss": 0.0, "grad_norm": 0.0, "skipped_updates": 0}
-    num_tokens = experience.response_mask.sum().clamp(min=1)
-    chunks = micro_batches(experience.attention_mask, config.micro_batch_size, experience.prompt_length)
+    in the paper), in micro-batches whose partial losses add up to the whole minibatch's loss under
+    config.loss_aggregation. A step whose loss or gradient is not finite is skipped and reported."""
+    totals = dict.fromkeys(("policy_loss", "value_loss", "clip_fraction", "clip_fraction_low", "clip_fraction_high",
+                            "dual_clip_fraction", "entropy", "kl_loss", "grad_norm"), 0.0)
+    totals["skipped_updates"] = 0
+    P = experience.prompt_length
+    loss_mask = experience.response_mask if experience.loss_mask is None else experience.loss_mask
+    aggregation = LOSS_AGGREGATIONS[config.loss_aggregation]
+    normaliser = aggregation.normaliser(loss_mask[:, P:])
+    num_tokens = token_count(loss_mask)
+    chunks = micro_batches(experience.attention_mask, config.micro_batch_size, P)
     share = shareable_group_size(config.micro_batch_size, experience.group_size)
+    per_epoch = 1.0 / config.ppo_epochs
     for epoch in range(config.ppo_epochs):
         finite = torch.ones((), device=accelerator.device)
         for rows, cols, start in accumulating(accelerator, model, chunks):
-            response = (rows, slice(experience.prompt_length, cols.stop))  # what the losses look at
-            mask = experience.response_mask[response]
-            weight = mask.sum() / num_tokens  # this micro-batch's share of the minibatch's tokens
+            response = (rows, slice(P, cols.stop))  # what the losses look at
+            mask = loss_mask[response]
+            weight = float(mask.sum() / num_tokens)  # this micro-batch's share of the minibatch's tokens
             logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
                                    start, share)
             logps = chosen_logps(logits, experience.sequences[response])
-            pg_loss, clipped = policy_loss(logps, experience.old_logps[response],
-                                           experience.advantages[response], mask, config.clip_range)
-            loss = pg_loss
-            if use_values:
+            terms = policy_loss_terms(logps, experience.old_logps[response], experience.advantages[response], mask,
+                                      clip_range=config.clip_range, clip_range_high=config.clip_range_high,
+                                      dual_clip=config.dual_clip, importance_sampling=config.importance_sampling,
+                                      aggregation=config.loss_aggregation, max_response_length=config.max_new_tokens)
+            loss = terms.loss_sum / normaliser
+            if use_values:  # a mean over tokens, weighted like the token-mean policy loss
                 vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
                                      mask, config.value_clip_range)
-                loss = loss + config.vf_coef * vf_loss
-                totals["value_loss"] += float(vf_loss.detach()) * float(weight) / config.ppo_epochs
+                loss = loss + config.vf_coef * vf_loss * weight
+                totals["value_loss"] += float(vf_loss.detach()) * weight * per_epoch
             if config.kl_in == "loss":
-                kl_loss = masked_mean(kl_penalty(logps, experience.ref_logps[response], config.kl_estimator), mask)
+                kl = kl_penalty(logps, experience.ref_logps[response], config.kl_estimator)
+                kl_loss = aggregation.partial_sum(kl, mask, config.max_new_tokens) / normaliser
                 loss = loss + config.kl_coef * kl_loss
-                totals["kl_loss"] += float(kl_loss.detach()) * float(weight) / config.ppo_epochs
+                totals["kl_loss"] += float(kl_loss.detach()) * per_epoch
             finite *= torch.isfinite(loss.detach()).float()
-            accelerator.backward(loss * weight)
+            accelerator.backward(loss)
             if epoch == 0:
-                totals["entropy"] += float(masked_mean(entropy_from_logits(logits.detach()), mask) * weight)
-            totals["policy_loss"] += float(pg_loss.detach()) * float(weight) / config.ppo_epochs
-            totals["clip_fraction"] += float(clipped) * float(weight) / config.ppo_epochs
+                totals["entropy"] += float(masked_mean(entropy_from_logits(logits.detach()), mask)) * weight
+            totals["policy_loss"] += float(terms.loss_sum.detach() / normaliser) * per_epoch
+            for name in ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "dual_clip_fraction"):
+                totals[name] += float(getattr(terms, name)) * weight * per_epoch
         grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
         all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes
         if all_finite and math.isfinite(grad_norm):
@@ -100,5 +111,5 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
         else:
             totals["skipped_updates"] += 1
         optimizer.zero_grad(set_to_none=True)
-        totals["grad_norm"] += grad_norm / config.ppo_epochs
+        totals["grad_norm"] += grad_norm * per_epoch
     return totals

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import torch
 
-from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, token_rewards, whiten
-from reftune.algorithms.losses import explained_variance, kl_penalty
+from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, VALUE_HEAD_ESTIMATORS, token_rewards, whiten
+from reftune.algorithms.losses import drop_truncated, explained_variance, kl_penalty
 from reftune.config import RLConfig
 from reftune.heads import PolicyWithValueHead
 from reftune.models import is_lora
@@ -61,7 +61,7 @@ def rl(config: RLConfig) -> dict:
     policy = load_model(config, accelerator.device,
                         tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
     tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
-    use_values = config.advantage_estimator == "gae"
+    use_values = config.advantage_estimator in VALUE_HEAD_ESTIMATORS
     model = PolicyWithValueHead(policy.model, value_head=use_values)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
@@ -102,11 +102,13 @@ def rl(config: RLConfig) -> dict:
         kl = kl_penalty(old_logps, ref_logps, config.kl_estimator) * response
         rewards = token_rewards(scores, kl, response, config.kl_coef if config.kl_in == "reward" else 0.0)
         advantages, returns = estimate(rewards, values, response, gamma=config.gamma, lam=config.lam,
-                                       num_samples_per_question=params.num_samples)
+                                       num_samples_per_question=params.num_samples,
+                                       sum_across_processes=sum_across_processes)
         if config.whiten_advantages:
             advantages = whiten(advantages, response, sum_across_processes)
         experience = Experience(rollout.sequences, rollout.attention_mask, response, old_logps, ref_logps, values,
-                                advantages, returns, rollout.prompt_length, params.num_samples)
+                                advantages, returns, rollout.prompt_length, params.num_samples,
+                                drop_truncated(response, rollout.finished) if config.mask_truncated else None)
         # 5. ppo_epochs of clipped updates
         with timer(times, "update"):
             update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)

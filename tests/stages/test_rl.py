@@ -177,16 +177,16 @@ def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
 
     from reftune.options import config_to_yaml
 
-    run = dict(TINY_RL, max_steps=6, eval_every=1, keep_checkpoints=10)
+    run = dict(TINY_RL, max_steps=8, eval_every=2, keep_checkpoints=10)
     rl(RLConfig(**run, output=str(tmp_path / "straight")))
     folder = tmp_path / "killed"
     config = tmp_path / "killed.yaml"
     config.write_text(config_to_yaml(RLConfig(**run, output=str(folder))))
     checkpoints = folder / "checkpoints"
-    faults = [(lambda: len(logged_steps(folder)) >= 1, signal.SIGKILL, "mid-step"),
-              (lambda: (checkpoints / "step-000003" / "trainer_state.json").exists(), signal.SIGKILL, "after a checkpoint"),
-              (lambda: (checkpoints / ".step-000004.partial" / "model").exists(), signal.SIGKILL, "mid-checkpoint"),
-              (lambda: 5 in logged_steps(folder), signal.SIGINT, "Ctrl-C")]
+    faults = [(lambda: 3 in logged_steps(folder), signal.SIGKILL, "mid-step"),
+              (lambda: (checkpoints / "step-000004" / "trainer_state.json").exists(), signal.SIGKILL, "after a checkpoint"),
+              (lambda: (checkpoints / ".step-000006.partial" / "model").exists(), signal.SIGKILL, "mid-checkpoint"),
+              (lambda: 7 in logged_steps(folder), signal.SIGINT, "Ctrl-C")]
     for attempt, (ready, kill, what) in enumerate(faults):
         process = live_run(config, tmp_path, resume=attempt > 0)
         wait_until(process, ready, what)
@@ -198,9 +198,9 @@ def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
         else:
             assert process.returncode == 0 and "--resume" in out and "Traceback" not in err, err[-2000:]
         assert complete_before <= files_of_complete_checkpoints(folder), what
-    assert rl(RLConfig(**run, output=str(folder), resume=True))["steps"] == 6
-    assert logged_steps(folder) == [1, 2, 3, 4, 5, 6]
-    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000006")
-    resumed = weights(folder / "checkpoints" / "step-000006")
+    assert rl(RLConfig(**run, output=str(folder), resume=True))["steps"] == 8
+    assert logged_steps(folder) == [1, 2, 3, 4, 5, 6, 7, 8]
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-000008")
+    resumed = weights(folder / "checkpoints" / "step-000008")
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
