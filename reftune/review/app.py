@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -20,7 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from reftune.errors import ReftuneError
 from reftune.review import export, pages
-from reftune.review.checking import check_cot
+from reftune.review.checking import TRAINING_ORIGINS, check_cot
 from reftune.review.journal import Event
 from reftune.review.query import Query
 from reftune.review.records import Record
@@ -95,7 +96,8 @@ async def list_records(request: Request) -> Response:
     return render(request, "_list.html" if fragment else "list.html", context)
 
 
-async def show_record(request: Request) -> Response:
+def show_record(request: Request) -> Response:
+    """Sync: the first view of a question runs its programs, so it runs in the thread pool."""
     query = Query.from_params(request.query_params)
     return render(request, "record.html", pages.record_page(session_of(request), record_of(request), query))
 
@@ -112,13 +114,15 @@ def edit_form(request: Request) -> Response:
     return render(request, "_edit.html", {"view": view, "text": view.text, "base": view.review.version})
 
 
-def check_text(request: Request, record: Record, text: str):
-    return check_cot(session_of(request).collection.tasks[record.source], text, record.gold)
+def check_text(request: Request, record: Record, number: int, text: str):
+    training = record.samples[number].origin in TRAINING_ORIGINS
+    return check_cot(session_of(request).collection.tasks[record.source], text, record.gold, training)
 
 
 async def check(request: Request) -> Response:
-    (record, _), form = sample_of(request), await request.form()
-    return render(request, "_verdict.html", {"verdict": check_text(request, record, edited_text(form))})
+    (record, number), form = sample_of(request), await request.form()
+    verdict = await run_in_threadpool(check_text, request, record, number, edited_text(form))
+    return render(request, "_verdict.html", {"verdict": verdict})
 
 
 async def save_edit(request: Request) -> Response:
@@ -126,16 +130,16 @@ async def save_edit(request: Request) -> Response:
     newer text shown (the reviewer's own text stays in the editor)."""
     (record, number), form = sample_of(request), await request.form()
     text = edited_text(form)
-    verdict = check_text(request, record, text)
+    verdict = await run_in_threadpool(check_text, request, record, number, text)
     event = Event("edit", record.id, number, text=text, base=parse_int(form.get("base"), "base"),
                   status=verdict.status, answer=verdict.answer, detail=verdict.detail)
     try:
-        session_of(request).state.act(record, number, event)
+        await run_in_threadpool(session_of(request).state.act, record, number, event)
     except EditConflict as conflict:
         view = pages.sample_view(session_of(request), record, number)
         return render(request, "_edit.html", {"view": view, "text": text, "base": conflict.current.version,
                                               "conflict": conflict.current}, status=409)
-    return show_sample(request)
+    return await run_in_threadpool(show_sample, request)
 
 
 async def act(request: Request) -> Response:
@@ -144,8 +148,8 @@ async def act(request: Request) -> Response:
     if action not in ACTIONS:
         raise HTTPException(404, f"unknown action {action[:40]!r}: use one of {', '.join(ACTIONS)}")
     note = str(form.get("note", ""))[:MAX_NOTE]
-    session_of(request).state.act(record, number, Event(action, record.id, number, text=note))
-    return show_sample(request)
+    await run_in_threadpool(session_of(request).state.act, record, number, Event(action, record.id, number, text=note))
+    return await run_in_threadpool(show_sample, request)
 
 
 async def show_stats(request: Request) -> Response:
@@ -154,7 +158,7 @@ async def show_stats(request: Request) -> Response:
     return render(request, "stats.html", pages.stats_page(session, source))
 
 
-async def show_compare(request: Request) -> Response:
+def show_compare(request: Request) -> Response:
     session, params = session_of(request), request.query_params
     if len(session.collection.sources) < 2:
         return render(request, "compare.html", {"comparison": None, "progress": pages.progress(session)})
@@ -162,7 +166,7 @@ async def show_compare(request: Request) -> Response:
     return render(request, "compare.html", pages.compare_page(session, a, b, params.get("id")))
 
 
-async def export_all(request: Request) -> Response:
+def export_all(request: Request) -> Response:
     session = session_of(request)
     counts = [export.export_source(source, session.source_records(source.number), session.state.record_reviews,
                                    session.collection.tasks[source.number])

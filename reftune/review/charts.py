@@ -3,7 +3,7 @@ label goes through the template's escaping). No JavaScript chart library.
 
 >>> chart = bar_chart("t", [Bar("a", 1.0, 3), Bar("b", 0.5, 1)], percent=True)
 >>> [(bar.label, bar.height, bar.text) for bar in chart.bars]
-[('a', 160.0, '100% (3)'), ('b', 80.0, '50% (1)')]
+[('a', 168.0, '100% (3)'), ('b', 84.0, '50% (1)')]
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from reftune.review.stats import Bar
 
-WIDTH, HEIGHT = 640, 240
-PLOT_TOP, PLOT_BOTTOM, PLOT_LEFT = 30, 210, 40  # pixels: room for the values above, labels below
+WIDTH, HEIGHT = 560, 220
+PLOT_TOP, PLOT_BOTTOM, PLOT_LEFT = 24, 192, 40  # pixels: room for the values above, labels below
 
 
 @dataclass(frozen=True)

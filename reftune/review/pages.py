@@ -67,7 +67,7 @@ def highlighted(program: str) -> Markup:
 
 def format_answer(answer) -> str:
     if answer is None:
-        return "none"
+        return "no answer"
     if isinstance(answer, float) and answer.is_integer():
         return str(int(answer))
     return str(answer)

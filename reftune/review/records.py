@@ -195,7 +195,8 @@ def training_records(raw_rows: list[RawRow], rejects: list[RawRow], source: int,
         except (KeyError, TypeError, ValueError) as exc:
             errors.append(error_record(raw, source, describe_error(exc)))
     to_check = [(q, n) for q in questions.values() for n, s in enumerate(q["samples"]) if s.origin == "training"]
-    verdicts = check_cots(task, [q["samples"][n].text for q, n in to_check], [q["gold"] for q, _ in to_check])
+    verdicts = check_cots(task, [q["samples"][n].text for q, n in to_check], [q["gold"] for q, _ in to_check],
+                          training=True)
     for (question, number), verdict in zip(to_check, verdicts):
         question["samples"][number] = Sample(question["samples"][number].text, verdict.answer, verdict.status,
                                              origin="training", detail=verdict.detail)

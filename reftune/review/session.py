@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 
 from reftune.errors import ReftuneError
-from reftune.review.checking import check_cots
+from reftune.review.checking import TRAINING_ORIGINS, check_cots
 from reftune.review.query import Query, build_index, select
 from reftune.review.records import Collection, Record
 from reftune.review.state import MARKS, ReviewState
@@ -66,7 +66,8 @@ class Session:
             if record.index in self._verdicts:
                 return self._verdicts[record.index]
         task = self.collection.tasks[record.source]
-        found = check_cots(task, [s.text for s in record.samples], [record.gold] * len(record.samples))
+        training = bool(record.samples) and record.samples[0].origin in TRAINING_ORIGINS
+        found = check_cots(task, [s.text for s in record.samples], [record.gold] * len(record.samples), training)
         with self._lock:
             self._verdicts[record.index] = found
         return found
