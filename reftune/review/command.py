@@ -41,6 +41,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_warning(host: str) -> str | None:
+    """The warning a non-loopback address gets: the page carries the token that allows changes."""
+    if is_loopback(host):
+        return None
+    return (f"review: warning: listening on {host}, not loopback: anyone who can reach this address can "
+            f"open the app, read the data and change this review")
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: the system picks a free one); one clear line when it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -70,6 +78,8 @@ def command_review(args: argparse.Namespace) -> int:
     from reftune.review.session import Session
 
     # 1. read the inputs and replay their journals
+    print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
+          flush=True)
     session = Session(load_collection(args.paths, task=args.task, style=args.style))
     for source in session.collection.sources:
         print(f"review: {source.label}: {source.kind}, task {source.choice.task} ({source.choice.style}, "
@@ -82,21 +92,22 @@ def command_review(args: argparse.Namespace) -> int:
         print(f"review: warning: {folder} is not writable: you can look, but no action can be saved")
 
     # 2. listen, warn about a non-loopback address, print the URL
-    loopback = is_loopback(args.host)
-    if not loopback:
-        print(f"review: warning: listening on {args.host}, not loopback: anyone who can reach this address "
-              f"and open the URL with its token-bearing page can read and change this review")
+    warning = host_warning(args.host)
+    if warning:
+        print(warning)
     sock = bind(args.host, args.port)
     url = url_of(sock, args.host)
-    app = create_app(session, secrets.token_urlsafe(24), LOOPBACK_NAMES if loopback else None)
+    app = create_app(session, secrets.token_urlsafe(24), None if warning else LOOPBACK_NAMES)
     print(f"review: open {url}  (Ctrl-C stops; every action is already saved)", flush=True)
     if not args.no_browser:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
 
-    # 3. serve until Ctrl-C; uvicorn finishes the requests in hand
+    # 3. serve until Ctrl-C; uvicorn finishes the requests in hand, then passes the Ctrl-C on
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         sock.close()
     print(f"review: stopped; run the same command to continue where you left off "
