@@ -65,7 +65,7 @@ def runs(tmp_path, shared_data) -> tuple[Path, Path]:
     with open(sft, "a") as out:
         out.write('{"id": "svamp_cut", "question": \n')
     reft = write_run(tmp_path / "reft" / "test-samples.jsonl", examples,
-                     [cycle[(n + 1) % 4] for n in range(QUESTIONS)])
+                     [cycle[(n + 1) % 4] if n % 3 == 0 else cycle[n % 4] for n in range(QUESTIONS)])
     return sft, reft
 
 
