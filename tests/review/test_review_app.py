@@ -141,3 +141,27 @@ def test_loopback_binding_refuses_other_host_names(python_samples):
     app = create_app(Session(load_collection([python_samples])), TOKEN, ["127.0.0.1", "localhost"])
     assert TestClient(app, base_url="http://127.0.0.1:8000").get("/").status_code == 200
     assert TestClient(app, base_url="http://evil.example").get("/").status_code == 400
+
+
+def test_rollouts_show_each_step_and_the_charts_by_step(tmp_path):
+    from conftest import samples_row, write_jsonl
+
+    rows = [dict(samples_row("svamp_1", "4 + 3?", 7.0, [BROKEN_PROGRAM, RIGHT_PROGRAM], [None, 7.0]), step=step)
+            for step in (0, 50)]
+    rows[1] = dict(samples_row("svamp_1", "4 + 3?", 7.0, [RIGHT_PROGRAM, RIGHT_PROGRAM], [7.0, 7.0]), step=50)
+    client = TestClient(create_app(Session(load_collection([write_jsonl(tmp_path / "rollouts.jsonl", rows)])), TOKEN))
+    view = client.get("/record/0").text
+    assert "RL step 0 · mean reward 0.50" in view and "RL step 50 · mean reward 1.00" in view
+    stats = client.get("/stats").text
+    assert "Mean reward by RL step" in stats and "<polyline" in stats
+
+
+def test_an_annotate_folder_shows_its_rejects_with_the_reason(tmp_path):
+    (tmp_path / "annotated.json").write_text(json.dumps(
+        [{"item_id": "svamp_1", "question": "4 + 3?", "answer_cot": RIGHT_PROGRAM, "answer_value": "7"}]))
+    (tmp_path / "rejects.jsonl").write_text(json.dumps(
+        {"item_id": "svamp_1", "question": "4 + 3?", "answer_value": "7", "answer_cot": SCRIPT_PAYLOAD,
+         "reason": "no_answer", "detail": "<b>no return</b>"}) + "\n")
+    client = TestClient(create_app(Session(load_collection([tmp_path])), TOKEN))
+    view = client.get("/record/0").text
+    assert "rejected by annotate: no_answer (&lt;b&gt;no return&lt;/b&gt;)" in view and "<script>window" not in view
