@@ -52,7 +52,8 @@ class Guard:
         if scope["method"] not in ("GET", "HEAD"):
             given = dict(scope["headers"]).get(TOKEN_HEADER.lower().encode(), b"").decode("latin-1")
             if not secrets.compare_digest(given, self.token):
-                response = HTMLResponse("forbidden: this change needs the page's session token (reload the page)", 403)
+                response = HTMLResponse("forbidden: this change needs the page's session token (reload the page)", 403,
+                                        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
                 return await response(scope, receive, send)
 
         async def with_headers(message):

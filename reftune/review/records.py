@@ -243,7 +243,7 @@ def load_collection(paths: list[str | Path], task: str | None = None, style: str
         choice = choose_task(given.path, *ids_and_texts(raw + rejects), task, style)
         tasks[number] = get_task(choice.task, style=choice.style, **choice.options)
         sources.append(Source(number, given, choice, label_for(given.path)))
-        records += read_records(given, raw, rejects, number, tasks[number])
+        records += unique_ids(read_records(given, raw, rejects, number, tasks[number]))
     numbered = tuple(replace(record, index=index) for index, record in enumerate(records))
     return Collection(tuple(sources), numbered, tasks)
 
@@ -254,6 +254,16 @@ def read_records(given: InputFile, raw: list[RawRow], rejects: list[RawRow], num
     if given.kind == "rollouts":
         return rollouts_records(raw, number, task.style)
     return training_records(raw, rejects, number, task)
+
+
+def unique_ids(records: list[Record]) -> list[Record]:
+    """A repeated id becomes `id#2`, `id#3` (in file order): the journal addresses records by id."""
+    seen: dict[str, int] = {}
+    renamed = []
+    for record in records:
+        seen[record.id] = seen.get(record.id, 0) + 1
+        renamed.append(replace(record, id=f"{record.id}#{seen[record.id]}") if seen[record.id] > 1 else record)
+    return renamed
 
 
 def ids_and_texts(raw: list[RawRow]) -> tuple[list[str], list[str]]:

@@ -89,6 +89,7 @@ def test_annotate_folder_reads_annotated_cots_and_rejects(tmp_path):
     assert first.samples[1].detail.startswith("NameError") and second.id == "svamp_5"
 
 
+@pytest.mark.slow
 def test_real_samples_written_by_sample_questions_load_as_written(tmp_path, arithmetic_texts):
     from reftune.models import load_policy
     from reftune.rollout import SamplingParams
@@ -119,3 +120,10 @@ def test_choose_task_rejects_an_unknown_task_name(tmp_path):
 def test_python_rows_fixture_is_what_the_sampler_writes():
     assert set(python_rows()[0]) == {"id", "question", "gold", "samples", "answers", "rewards", "correct",
                                      "finished", "vote", "vote_correct"}
+
+
+def test_a_repeated_id_gets_its_own_record_key(tmp_path):
+    rows = [samples_row("gsm8k_1", "q?", 2.0, ["Therefore, the answer is: 2"], [2.0]),
+            samples_row("gsm8k_1", "q again?", 2.0, ["Therefore, the answer is: 3"], [3.0])]
+    collection = load_collection([write_jsonl(tmp_path / "samples.jsonl", rows)])
+    assert [r.id for r in collection.records] == ["gsm8k_1", "gsm8k_1#2"]

@@ -41,7 +41,8 @@
   }
   function search() {
     const box = document.getElementById("search");
-    if (box) { box.focus(); box.select(); } else { window.location.href = "/#search"; }
+    const back = document.getElementById("back");  // the list this question was opened from
+    if (box) { box.focus(); box.select(); } else { window.location.href = (back ? back.href : "/") + "#search"; }
   }
 
   function onEditorKey(event) {
