@@ -171,7 +171,7 @@ def export_all(request: Request) -> Response:
     session = session_of(request)
     counts = [export.export_source(source, session.source_records(source.number), session.state.record_reviews,
                                    session.collection.tasks[source.number])
-              for source in session.collection.sources]
+              for source in session.collection.sources if source.number in session.state.touched_sources()]
     return render(request, "_export.html", {"counts": counts})
 
 

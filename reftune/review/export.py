@@ -28,6 +28,7 @@ class ExportCounts:
     """What one input's export holds."""
 
     source: str        # the input's label
+    number: int        # the input's Source.number (its downloads' URL)
     rows: int          # CoTs in the training file
     questions: int     # distinct questions among them
     accepted: int      # accepted samples (edited or not)
@@ -112,7 +113,7 @@ def export_source(source: Source, records: list[Record], reviews_of, task: Task)
     write_atomic(training_path, json.dumps(rows, indent=1, ensure_ascii=False))
     write_atomic(decisions_path, csv_text(decisions))
     return ExportCounts(
-        source.label, len(rows), sum(any(map(exported, reviews_of(record))) for record in good),
+        source.label, source.number, len(rows), sum(any(map(exported, reviews_of(record))) for record in good),
         sum(d["decision"] == "accepted" for d in decisions),
         sum(bool(d["edited"]) and d["decision"] != "rejected" for d in decisions),
         sum(d["decision"] == "rejected" for d in decisions), sum(bool(d["flagged"]) for d in decisions),

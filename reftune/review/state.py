@@ -59,6 +59,10 @@ class ReviewState:
                 marks.add("flagged")
         return marks
 
+    def touched_sources(self) -> set[int]:
+        """Inputs with at least one reviewed sample: the ones an export writes files for."""
+        return {self.collection.records[index].source for index, samples in self.reviews.items() if samples}
+
     def reviewed_count(self) -> int:
         """Records with at least one accepted or rejected sample: the progress count."""
         return sum(1 for samples in self.reviews.values() if any(r.decision for r in samples.values()))

@@ -211,7 +211,11 @@ def gold_programs(shared_data) -> dict[str, str]:
 def test_a_script_payload_shows_as_text_and_does_not_run(browser, runs):
     with serving(list(runs)) as url:
         page = new_page(browser)
-        page.goto(url + "/?search=svamp_payload")
+        page.goto(url + "/")
+        page.keyboard.press("/")  # / jumps to the search box; the list follows the typing
+        page.keyboard.type("svamp_payload")
+        page.wait_for_url(re.compile(r"search=svamp_payload"))
+        assert page.locator("table.records tr.row").count() == 1
         page.locator("table.records a.open").first.click()
         page.locator("article#sample-0").wait_for()
         assert "<script>window.pwned = 1</script>" in card(page, 0).locator("pre.cot").inner_text()

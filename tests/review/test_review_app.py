@@ -121,6 +121,11 @@ def test_export_writes_the_files_and_the_downloads_match(client, python_samples)
     assert client.get("/export/0/passwd").status_code == 404
 
 
+def test_export_before_any_decision_writes_nothing(client, python_samples):
+    assert "Nothing to export yet" in client.post("/export", headers=WITH_TOKEN).text
+    assert not python_samples.with_name("test-samples.reviewed.json").exists()
+
+
 def test_stats_and_compare_pages_render(client):
     stats = client.get("/stats?source=1")
     assert stats.status_code == 200 and "<svg" in stats.text and "Accuracy by question difficulty" in stats.text
