@@ -60,3 +60,15 @@ def test_the_server_saves_each_action_and_a_restart_shows_it(python_samples):
         assert "reviewed 1 of 5" in httpx.get(url, timeout=30).text
     finally:
         stop(process)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(python_samples, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["review", str(python_samples), "--port", str(port), "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
