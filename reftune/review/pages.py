@@ -19,6 +19,7 @@ FILTER_LABELS = {"all": "all", "correct": "correct", "wrong": "wrong", "no_answe
                  "program_error": "program error", "error": "unreadable rows", "edited": "edited",
                  "accepted": "accepted", "rejected": "rejected", "flagged": "flagged", "unreviewed": "unreviewed"}
 HIGHLIGHT = HtmlFormatter(nowrap=True)
+OUTCOME_TONES = {"correct": "right", "wrong": "wrong", "program_error": "failed", "no_answer": "other"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ def stats_page(session: Session, source: int) -> dict:
     records = [r for r in session.source_records(source) if not r.error]
     right, other = stats.cot_lengths(records)
     right_bins, other_bins = length_bins(right, other)
-    figures = [charts.bar_chart("Questions by outcome", stats.outcome_counts(records), percent=True),
+    outcomes = stats.outcome_counts(records)
+    figures = [charts.bar_chart("Questions by outcome", outcomes, percent=True,
+                                tones=[OUTCOME_TONES.get(bar.label, "") for bar in outcomes]),
                charts.bar_chart("Accuracy by question difficulty (length in words, fifths)",
                                 stats.accuracy_by_difficulty(records), percent=True),
                charts.paired_bar_chart("CoT length in characters: right (green) and other (grey) samples",

@@ -77,9 +77,9 @@ def accuracy_by_difficulty(records: list[Record], bins: int = 5) -> list[Bar]:
 
 
 def solve_rate_histogram(records: list[Record]) -> list[Bar]:
-    """Questions by the share of their samples that are right (0, up to 25%, ..., all)."""
-    edges = [("none", 0.0, 0.0), ("up to 25%", 0.0, 0.25), ("up to 50%", 0.25, 0.5),
-             ("up to 75%", 0.5, 0.75), ("below all", 0.75, 0.999999), ("all", 0.999999, 1.0)]
+    """Questions by the share of their samples that are right (none, 1-25%, ..., all)."""
+    edges = [("none", 0.0, 0.0), ("1-25%", 0.0, 0.25), ("26-50%", 0.25, 0.5),
+             ("51-75%", 0.5, 0.75), ("76-99%", 0.75, 0.999999), ("all", 0.999999, 1.0)]
     rates = [sum(s.status == "correct" for s in r.samples) / len(r.samples) for r in records if r.samples]
     counts = [sum(1 for rate in rates if (low < rate <= high) or (high == 0.0 and rate == 0.0))
               for _, low, high in edges]
