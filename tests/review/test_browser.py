@@ -236,3 +236,26 @@ def test_comparison_lists_flips_and_shows_a_question_side_by_side(browser, runs)
         screenshot(page, "review-compare.png")
         page.goto(url + "/stats?source=0")
         assert page.locator("figure.chart svg").count() >= 4 and page.errors == []
+
+
+def test_two_tabs_editing_one_sample_do_not_overwrite_each_other(browser, runs, shared_data):
+    program = gold_programs(shared_data)["svamp_0"]
+    with serving(list(runs)) as url:
+        tabs = [new_page(browser), new_page(browser)]
+        for tab in tabs:
+            tab.goto(url + "/record/0")
+            press_on(tab, 0, "e")
+            card(tab, 0).locator("textarea").wait_for()
+        first_text, second_text = program, program.replace("return result", "return result + 0")
+        card(tabs[0], 0).locator("textarea").fill(first_text)
+        tabs[0].keyboard.press("Control+Enter")
+        tabs[0].locator("#sample-0 .badge.mark-edited").wait_for()
+        card(tabs[1], 0).locator("textarea").fill(second_text)
+        tabs[1].keyboard.press("Control+Enter")
+        conflict = tabs[1].locator("#sample-0 .conflict")
+        conflict.wait_for()
+        assert "Another tab saved a newer version" in conflict.inner_text()
+        assert conflict.locator("pre").inner_text().strip() == first_text.strip()  # the newer text, shown
+        assert card(tabs[1], 0).locator("textarea").input_value() == second_text  # nothing lost
+        tabs[0].reload()
+        assert "edited (version 1)" in card(tabs[0], 0).inner_text()
