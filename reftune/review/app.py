@@ -49,23 +49,24 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if scope["method"] not in ("GET", "HEAD"):
-            given = dict(scope["headers"]).get(TOKEN_HEADER.lower().encode(), b"").decode("latin-1")
-            if not secrets.compare_digest(given, self.token):
-                response = HTMLResponse("forbidden: this change needs the page's session token (reload the page)", 403,
-                                        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
-                return await response(scope, receive, send)
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                extra = [(key.encode(), value.encode()) for key, value in SECURITY_HEADERS.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        if scope["method"] not in ("GET", "HEAD"):
+            given = dict(scope["headers"]).get(TOKEN_HEADER.lower().encode(), b"")
+            if not secrets.compare_digest(given, self.token.encode()):
+                response = HTMLResponse("forbidden: this change needs the page's session token (reload the page)", 403,
+                                        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
+                return await response(scope, receive, with_headers)
         await self.app(scope, receive, with_headers)
 
 
 def templates() -> Jinja2Templates:
+    """Autoescaped: model text is never marked safe (only Pygments' output, which escapes it)."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     environment.filters["answer"] = pages.format_answer
     return Jinja2Templates(env=environment)
@@ -153,7 +154,7 @@ async def act(request: Request) -> Response:
     return await run_in_threadpool(show_sample, request)
 
 
-async def show_stats(request: Request) -> Response:
+def show_stats(request: Request) -> Response:
     session = session_of(request)
     source = source_number(request.query_params.get("source", "0"), session)
     return render(request, "stats.html", pages.stats_page(session, source))

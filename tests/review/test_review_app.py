@@ -68,7 +68,7 @@ def test_an_unknown_record_or_sample_is_a_404_with_one_line(client):
 
 
 def test_a_post_without_the_token_is_forbidden_and_changes_nothing(client, python_samples):
-    for headers in ({}, {TOKEN_HEADER: "forged"}):
+    for headers in ({}, {TOKEN_HEADER: "forged"}, {TOKEN_HEADER: "tést".encode()}):
         assert client.post("/record/0/sample/0/accept", headers=headers).status_code == 403
         assert client.post("/export", headers=headers).status_code == 403
     assert not python_samples.with_name("test-samples.jsonl.review.jsonl").exists()
