@@ -4,7 +4,7 @@ command does, then times requests through Starlette's test client (in-process: t
 no network):
 
     {"records", "file_mb", "load_s", "first_page_s", "filtered_page_s", "searched_page_s",
-     "sorted_page_s", "last_page_s", "question_view_s", "action_s", "matches": {...}}
+     "sorted_page_s", "last_page_s", "question_view_s", "charts_page_s", "action_s", "matches": {...}}
 
 The *_page_s figures are the first request of each query (nothing cached for it yet). Target
 (review issue): first page and a filtered page under 1 s each on 100,000 records.
@@ -74,6 +74,7 @@ def main() -> None:
             figures[name], text = timed(client, url)
             matches[name.removesuffix("_s")] = int(re.search(r"(\d+) of \d+ records", text).group(1))
         figures["question_view_s"], _ = timed(client, f"/record/{args.records // 2}")
+        figures["charts_page_s"], _ = timed(client, "/stats")  # computed on the first request, then kept
         started = time.perf_counter()
         client.post(f"/record/{args.records // 2}/sample/0/accept", headers={TOKEN_HEADER: "benchmark"})
         figures["action_s"] = round(time.perf_counter() - started, 3)

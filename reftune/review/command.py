@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     parser.add_argument("--task", choices=sorted(TASKS),
                         help="the task that reads the answers (default: the run's config.yaml, else the ids' prefix)")
-    parser.add_argument("--style", choices=STYLES, help="the CoT style (default: config.yaml, else guessed from the CoTs)")
+    parser.add_argument("--style", choices=STYLES,
+                        help="the CoT style (default: config.yaml, else guessed from the CoTs)")
 
 
 def is_loopback(host: str) -> bool:

@@ -110,29 +110,35 @@ def record_page(session: Session, record: Record, query: Query) -> dict:
 
 
 def stats_page(session: Session, source: int) -> dict:
+    """The input's charts (computed once: they depend on the data only)."""
     records = [r for r in session.source_records(source) if not r.error]
-    right, other = stats.cot_lengths(records)
-    right_bins, other_bins = length_bins(right, other)
+    figures, lines, steps = session.remember(("charts", source), lambda: chart_figures(records))
+    return {"figures": figures, "lines": lines, "steps": steps, "source": session.collection.sources[source],
+            "sources": session.collection.sources, "progress": progress(session), "questions": len(records)}
+
+
+def chart_figures(records: list[Record]) -> tuple[list, list, list]:
+    """(bar charts, line charts by RL step, the steps' figures) of an input's good records."""
+    right_bins, other_bins = length_bins(*stats.cot_lengths(records))
     outcomes = stats.outcome_counts(records)
     figures = [charts.bar_chart("Questions by outcome", outcomes, percent=True,
                                 tones=[OUTCOME_TONES.get(bar.label, "") for bar in outcomes]),
+               charts.bar_chart("Samples by status (the input's own check)", stats.status_counts(records),
+                                percent=True),
                charts.bar_chart("Accuracy by question difficulty (length in words, fifths)",
                                 stats.accuracy_by_difficulty(records), percent=True),
                charts.paired_bar_chart("CoT length in characters: right (green) and other (grey) samples",
                                        right_bins, other_bins, ("right", "other"))]
     if any(len(r.samples) > 1 for r in records):
-        figures.insert(2, charts.bar_chart("Questions by the share of their samples that are right",
+        figures.insert(3, charts.bar_chart("Questions by the share of their samples that are right",
                                            stats.solve_rate_histogram(records), percent=True))
     steps = stats.by_step(records)
-    lines = []
-    if steps:
-        xs = [float(s.step) for s in steps]
-        lines = [charts.line_chart("Mean reward by RL step", xs, [s.mean_reward for s in steps]),
-                 charts.line_chart("Sample accuracy by RL step", xs, [s.accuracy for s in steps], "{:.0%}"),
-                 charts.line_chart("Mean CoT length by RL step (characters)", xs, [s.mean_length for s in steps],
-                                   "{:.0f}")]
-    return {"figures": figures, "lines": lines, "steps": steps, "source": session.collection.sources[source],
-            "sources": session.collection.sources, "progress": progress(session), "questions": len(records)}
+    xs = [float(s.step) for s in steps]
+    lines = [charts.line_chart("Mean reward by RL step", xs, [s.mean_reward for s in steps]),
+             charts.line_chart("Sample accuracy by RL step", xs, [s.accuracy for s in steps], "{:.0%}"),
+             charts.line_chart("Mean CoT length by RL step (characters)", xs, [s.mean_length for s in steps],
+                               "{:.0f}")] if steps else []
+    return figures, lines, steps
 
 
 def length_bins(right: list[float], other: list[float], bins: int = 10) -> tuple[list, list]:
@@ -144,6 +150,23 @@ def length_bins(right: list[float], other: list[float], bins: int = 10) -> tuple
     return stats.histogram(right, bins, span), stats.histogram(other, bins, span)
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """One question in both inputs, with the first few samples of each."""
+
+    left: Record
+    right: Record
+    left_views: list[SampleView]
+    right_views: list[SampleView]
+
+
+SIDE_BY_SIDE_SAMPLES = 3
+
+
+def first_views(session: Session, record: Record) -> list[SampleView]:
+    return [sample_view(session, record, n) for n in range(min(len(record.samples), SIDE_BY_SIDE_SAMPLES))]
+
+
 def compare_page(session: Session, a: int, b: int, record_id: str | None) -> dict:
     """Two inputs on the same questions: counts, the flipped questions, one question side by side."""
     comparison = stats.compare(session.source_records(a), session.source_records(b))
@@ -152,7 +175,6 @@ def compare_page(session: Session, a: int, b: int, record_id: str | None) -> dic
     pair = None
     if chosen is not None:
         left, right = session.record_by_id(a, chosen), session.record_by_id(b, chosen)
-        pair = ([sample_view(session, left, n) for n in range(min(len(left.samples), 3))],
-                [sample_view(session, right, n) for n in range(min(len(right.samples), 3))], left, right)
+        pair = SideBySide(left, right, first_views(session, left), first_views(session, right))
     return {"comparison": comparison, "a": session.collection.sources[a], "b": session.collection.sources[b],
             "pair": pair, "sources": session.collection.sources, "progress": progress(session)}

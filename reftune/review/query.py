@@ -3,8 +3,9 @@ load, so that a page of 100,000 records costs one pass over precomputed fields.
 
 >>> Query.from_params({"filter": "wrong", "sort": "-solved", "page": "2"})
 Query(filter='wrong', search='', sort='-solved', page=2)
->>> page_of(list(range(95)), 2, 50)
-Page(indices=[50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94], number=2, pages=2, total=95)
+>>> page = page_of(list(range(95)), 2, 50)
+>>> page.indices[:3], page.number, page.pages, page.total
+([50, 51, 52], 2, 2, 95)
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ class Session:
         self.state = ReviewState(collection)
         self._matches: OrderedDict = OrderedDict()
         self._verdicts: dict[int, list] = {}
+        self._remembered: dict = {}
         self._lock = threading.Lock()
         self._by_id = {(r.source, r.id): r.index for r in collection.records if not r.error}
 
@@ -71,3 +72,12 @@ class Session:
         with self._lock:
             self._verdicts[record.index] = found
         return found
+
+    def remember(self, key, compute):
+        """compute() once per key: for what depends only on the data, such as the charts."""
+        with self._lock:
+            if key in self._remembered:
+                return self._remembered[key]
+        value = compute()
+        with self._lock:
+            return self._remembered.setdefault(key, value)

@@ -61,6 +61,13 @@ def outcome_counts(records: list[Record]) -> list[Bar]:
     return [Bar(outcome, counts[outcome] / total, counts[outcome]) for outcome in OUTCOMES if counts[outcome]]
 
 
+def status_counts(records: list[Record]) -> list[Bar]:
+    """Samples by status (correct, wrong answer, no answer, program error, ...), most common first."""
+    counts = Counter(sample.status or "unchecked" for record in records for sample in record.samples)
+    total = max(sum(counts.values()), 1)
+    return [Bar(status.replace("_", " "), count / total, count) for status, count in counts.most_common()]
+
+
 def accuracy_by_difficulty(records: list[Record], bins: int = 5) -> list[Bar]:
     """Share of questions answered right in each fifth of the questions by length in words, the
     difficulty measure every input has (longer word problems tend to need more steps)."""

@@ -46,3 +46,10 @@ def test_by_step_averages_reward_accuracy_and_length_per_step():
     steps = by_step([Record(0, 0, "q", "q", 1.0, samples)])
     assert [(s.step, s.samples, s.mean_reward, s.accuracy, s.mean_length) for s in steps] == \
         [(0, 2, 0.5, 0.5, 3.0), (5, 1, 1.0, 1.0, 2.0)]
+
+
+def test_status_counts_count_samples_most_common_first():
+    from reftune.review.stats import status_counts
+
+    records = [rec("a", True), rec("b", False), rec("c", False)]
+    assert [(bar.label, bar.count) for bar in status_counts(records)] == [("wrong answer", 2), ("correct", 1)]
