@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reftune.errors import ReftuneError
 from reftune.review.checking import check_cots
-from reftune.review.sources import InputFile, Source, choose_task, find_inputs, label_for
+from reftune.review.sources import WHAT_IT_READS, InputFile, Source, choose_task, find_inputs, label_for
 from reftune.tasks import Task, get_task
 
 # a sample's status: the verdicts of reftune.verification, "" where nothing checked it
@@ -240,12 +240,25 @@ def load_collection(paths: list[str | Path], task: str | None = None, style: str
     for number, given in enumerate(inputs):
         raw = read_raw_rows(given.path)
         rejects = [row for extra in given.extra for row in read_raw_rows(extra)]
+        check_recognised(given, raw, rejects)
         choice = choose_task(given.path, *ids_and_texts(raw + rejects), task, style)
         tasks[number] = get_task(choice.task, style=choice.style, **choice.options)
         sources.append(Source(number, given, choice, label_for(given.path)))
         records += unique_ids(read_records(given, raw, rejects, number, tasks[number]))
     numbered = tuple(replace(record, index=index) for index, record in enumerate(records))
     return Collection(tuple(sources), numbered, tasks)
+
+
+def check_recognised(given: InputFile, raw: list[RawRow], rejects: list[RawRow]) -> None:
+    """One clear line for a file that is none of the inputs (rows of another format, or no rows);
+    single bad rows of a good file become error records instead."""
+    rows = [r.row for r in raw + rejects if r.row is not None]
+    if not raw and not rejects:
+        raise ReftuneError(f"{given.path} holds no rows: nothing to review")
+    if given.kind in ("reft", "annotate") and not any("question" in row and "answer_value" in row for row in rows):
+        keys = sorted(rows[0]) if rows else "none (no line is a JSON object)"
+        raise ReftuneError(f"{given.path} is not one of the inputs review reads (its rows' keys: {keys}); "
+                           f"give {WHAT_IT_READS}")
 
 
 def read_records(given: InputFile, raw: list[RawRow], rejects: list[RawRow], number: int, task: Task) -> list[Record]:

@@ -127,3 +127,11 @@ def test_a_repeated_id_gets_its_own_record_key(tmp_path):
             samples_row("gsm8k_1", "q again?", 2.0, ["Therefore, the answer is: 3"], [3.0])]
     collection = load_collection([write_jsonl(tmp_path / "samples.jsonl", rows)])
     assert [r.id for r in collection.records] == ["gsm8k_1", "gsm8k_1#2"]
+
+
+@pytest.mark.parametrize("text", ['{"question": "q", "answer": "#### 4"}\n', "not json at all\n", ""])
+def test_a_file_that_is_no_input_is_one_clear_error(tmp_path, text):
+    path = tmp_path / "gsm8k_like.jsonl"
+    path.write_text(text)
+    with pytest.raises(ReftuneError, match="is not one of the inputs|holds no rows"):
+        load_collection([path], task="gsm8k")
