@@ -14,6 +14,7 @@ from pathlib import Path
 from reftune.errors import ReftuneError
 from reftune.review.checking import check_cots
 from reftune.review.sources import WHAT_IT_READS, InputFile, Source, choose_task, find_inputs, label_for
+from reftune.selection import majority_vote
 from reftune.tasks import Task, get_task
 
 # a sample's status: the verdicts of reftune.verification, "" where nothing checked it
@@ -141,11 +142,20 @@ def samples_of_row(row: dict, style: str, step: int | None, origin: str) -> list
             for text, answer, reward, ok, done in zip(texts, answers, rewards, correct, finished)]
 
 
+def vote_of(row: dict, answers: list, task: Task) -> tuple[object, bool]:
+    """The row's majority vote and whether it is right: as written, else counted here (the RL
+    stage's rollout rows carry no vote)."""
+    if "vote" in row and "vote_correct" in row:
+        return row["vote"], row["vote_correct"]
+    vote = majority_vote(answers, task.is_correct)
+    return vote, vote is not None and task.is_correct(vote, row.get("gold"))
+
+
 def error_record(raw: RawRow, source: int, error: str) -> Record:
     return Record(0, source, raw.where, "", None, (), where=raw.where, error=error)
 
 
-def samples_records(raw_rows: list[RawRow], source: int, style: str) -> list[Record]:
+def samples_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Record]:
     """A samples file: one question per row."""
     records = []
     for raw in raw_rows:
@@ -153,15 +163,16 @@ def samples_records(raw_rows: list[RawRow], source: int, style: str) -> list[Rec
             row = raw.row
             if row is None:
                 raise ValueError(raw.error)
-            records.append(Record(0, source, str(row["id"]), str(row["question"]), row.get("gold"),
-                                  tuple(samples_of_row(row, style, None, "sample")), row.get("vote"),
-                                  row.get("vote_correct"), raw.where))
+            samples = tuple(samples_of_row(row, task.style, None, "sample"))
+            vote, vote_correct = vote_of(row, [s.answer for s in samples], task)
+            records.append(Record(0, source, str(row["id"]), str(row["question"]), row.get("gold"), samples,
+                                  vote, vote_correct, raw.where))
         except (KeyError, TypeError, ValueError) as exc:
             records.append(error_record(raw, source, describe_error(exc)))
     return records
 
 
-def rollouts_records(raw_rows: list[RawRow], source: int, style: str) -> list[Record]:
+def rollouts_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Record]:
     """An RL run's rollouts: the rows of one question (one per logged step) become one record whose
     samples run in step order; its vote is the last step's."""
     grouped: dict[str, list[tuple[RawRow, list[Sample]]]] = defaultdict(list)
@@ -171,16 +182,17 @@ def rollouts_records(raw_rows: list[RawRow], source: int, style: str) -> list[Re
             row = raw.row
             if row is None:
                 raise ValueError(raw.error)
-            grouped[str(row["id"])].append((raw, samples_of_row(row, style, int(row["step"]), "rollout")))
+            grouped[str(row["id"])].append((raw, samples_of_row(row, task.style, int(row["step"]), "rollout")))
         except (KeyError, TypeError, ValueError) as exc:
             errors.append(error_record(raw, source, describe_error(exc)))
     records = []
     for record_id, rows in grouped.items():
         rows.sort(key=lambda pair: pair[0].row["step"])
-        first, last = rows[0][0], rows[-1][0]
+        first, (last, last_samples) = rows[0][0], rows[-1]
         samples = tuple(sample for _, row_samples in rows for sample in row_samples)
+        vote, vote_correct = vote_of(last.row, [s.answer for s in last_samples], task)
         records.append(Record(0, source, record_id, str(first.row.get("question", "")), first.row.get("gold"),
-                              samples, last.row.get("vote"), last.row.get("vote_correct"), first.where))
+                              samples, vote, vote_correct, first.where))
     return records + errors
 
 
@@ -263,9 +275,9 @@ def check_recognised(given: InputFile, raw: list[RawRow], rejects: list[RawRow])
 
 def read_records(given: InputFile, raw: list[RawRow], rejects: list[RawRow], number: int, task: Task) -> list[Record]:
     if given.kind == "samples":
-        return samples_records(raw, number, task.style)
+        return samples_records(raw, number, task)
     if given.kind == "rollouts":
-        return rollouts_records(raw, number, task.style)
+        return rollouts_records(raw, number, task)
     return training_records(raw, rejects, number, task)
 
 

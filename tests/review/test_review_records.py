@@ -135,3 +135,15 @@ def test_a_file_that_is_no_input_is_one_clear_error(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ReftuneError, match="is not one of the inputs|holds no rows"):
         load_collection([path], task="gsm8k")
+
+
+def test_rollout_rows_as_the_rl_stage_writes_them_get_their_vote_counted(tmp_path):
+    """The RL stage's log_rollouts rows: step, id, question, gold, samples, answers, rewards, correct."""
+    def row(step, answers):
+        return {"step": step, "id": "gsm8k_3", "question": "2 + 2?", "gold": 4.0,
+                "samples": [f"Therefore, the answer is: {a}" for a in answers], "answers": answers,
+                "rewards": [1.0 if a == 4.0 else 0.1 for a in answers], "correct": [a == 4.0 for a in answers]}
+    path = write_jsonl(tmp_path / "rollouts.jsonl", [row(0, [3.0, 5.0, 3.0]), row(10, [4.0, 4.0, 3.0])])
+    record = load_collection([path]).records[0]
+    assert (record.vote, record.vote_correct, record.outcome) == (4.0, True, "correct")
+    assert [s.finished for s in record.samples] == [True] * 6
