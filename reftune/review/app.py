@@ -111,7 +111,9 @@ def show_sample(request: Request) -> Response:
 
 
 def edit_form(request: Request) -> Response:
+    """The editor starts from the latest saved version (another process's included)."""
     record, number = sample_of(request)
+    session_of(request).state.refresh()
     view = pages.sample_view(session_of(request), record, number)
     return render(request, "_edit.html", {"view": view, "text": view.text, "base": view.review.version})
 

@@ -8,8 +8,10 @@ is never rewritten.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +76,14 @@ def apply_event(review: SampleReview, event: Event) -> SampleReview:
     return replace(review, note=event.text)
 
 
+def parse_line(line: str) -> Event:
+    """Raises ValueError for a line that is not an event."""
+    try:
+        return Event.from_json(json.loads(line))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def replay(lines: list[str]) -> tuple[dict[tuple[str, int], SampleReview], list[str]]:
     """(id, sample) -> review after every readable line; and one problem per line that is not an
     event (a line cut short by a crash, say), which replay skips."""
@@ -83,8 +93,8 @@ def replay(lines: list[str]) -> tuple[dict[tuple[str, int], SampleReview], list[
         if not line.strip():
             continue
         try:
-            event = Event.from_json(json.loads(line))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            event = parse_line(line)
+        except ValueError as exc:
             problems.append(f"line {number}: {exc}")
             continue
         key = (event.id, event.sample)
@@ -97,10 +107,13 @@ def now() -> str:
 
 
 class Journal:
-    """One data file's journal. Each event is written and synced before the action is confirmed."""
+    """One data file's journal, shared by every tab and every `reftune review` process on the same
+    data: an action locks the file, takes in what others appended since, then appends its own
+    event, written and synced before the action is confirmed."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.read_to = 0  # bytes of the file already taken in
 
     @property
     def writable(self) -> bool:
@@ -108,22 +121,42 @@ class Journal:
             return os.access(self.path, os.W_OK)
         return os.access(self.path.parent, os.W_OK)
 
-    def lines(self) -> list[str]:
+    def has_news(self) -> bool:
+        return self.path.exists() and self.path.stat().st_size > self.read_to
+
+    def read_new(self) -> list[str]:
+        """The complete lines appended since the last read (every line, the first time)."""
         if not self.path.exists():
             return []
-        return self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(self.path, "rb") as source:
+            source.seek(self.read_to)
+            data = source.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        self.read_to += len(complete)
+        return complete.decode("utf-8", errors="replace").splitlines()
 
-    def append(self, event: Event) -> Event:
-        """Write the event with the time, as one line; a line left unfinished by a crash before it
-        is closed off first, so that it cannot swallow this one."""
+    @contextmanager
+    def locked(self, mode: str = "a+b"):
+        """The open journal, locked against other processes ("rb" to read a read-only one)."""
+        with open(self.path, mode) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, handle, event: Event) -> Event:
+        """Inside locked(), after read_new(): write the event with the time, as one line. A line left
+        unfinished by a crash is closed off first, so that it cannot swallow this one."""
         event = replace(event, time=now())
         line = json.dumps(asdict(event), ensure_ascii=False) + "\n"
-        with open(self.path, "a+b") as out:
-            if out.tell() > 0:
-                out.seek(-1, os.SEEK_END)
-                if out.read(1) != b"\n":
-                    line = "\n" + line
-            out.write(line.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.read_to = handle.tell()
         return event

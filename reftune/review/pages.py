@@ -79,6 +79,7 @@ def progress(session: Session) -> dict:
 
 
 def list_page(session: Session, query: Query) -> dict:
+    session.state.refresh()
     matches = session.matches(query)
     page = page_of(matches, query.page)
     rows = [ListRow(session.records[i], sorted(session.state.marks(i)),
@@ -96,6 +97,7 @@ def sample_view(session: Session, record: Record, number: int) -> SampleView:
 
 def record_page(session: Session, record: Record, query: Query) -> dict:
     """The question, its gold, its samples (grouped by RL step for rollouts) and their answers."""
+    session.state.refresh()
     task = session.collection.tasks[record.source]
     before, after = neighbours(session.matches(query), record.index)
     views = [sample_view(session, record, n) for n in range(len(record.samples))]

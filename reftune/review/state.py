@@ -1,22 +1,23 @@
 """The live review of a session: every sample's review, replayed from the journals at start and kept
-in step with them as the reviewer acts. One lock orders the actions of all tabs."""
+in step with them as the reviewer acts. A lock orders the actions of all tabs; the journal's file
+lock orders those of several `reftune review` processes on the same data."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 from reftune.errors import ReftuneError
-from reftune.review.journal import Event, Journal, SampleReview, apply_event, replay
+from reftune.review.journal import Event, Journal, SampleReview, apply_event, parse_line
 from reftune.review.records import Collection, Record
 
 MARKS = ("edited", "accepted", "rejected", "flagged")  # a record's marks: what some sample of it has
 
 
-@dataclass(frozen=True)
 class EditConflict(Exception):
     """An edit based on an older version than the saved one: nothing was written."""
 
-    current: SampleReview   # the newer saved edit, to show the reviewer
+    def __init__(self, current: SampleReview):
+        super().__init__(f"the sample was edited since (version {current.version})")
+        self.current = current  # the newer saved edit, to show the reviewer
 
 
 class ReviewState:
@@ -26,17 +27,36 @@ class ReviewState:
         self.collection = collection
         self.journals = {source.number: Journal(source.journal_path) for source in collection.sources}
         self.lock = threading.Lock()
-        self.changes = 0  # bumped by every action: cached query results depend on it
+        self.changes = 0  # bumped by every change: cached query results depend on it
         self.reviews: dict[int, dict[int, SampleReview]] = {}
         self.problems: list[str] = []
-        by_key = {(record.source, record.id): record.index for record in collection.records if not record.error}
+        self._index = {(record.source, record.id): record.index for record in collection.records if not record.error}
         for number, journal in self.journals.items():
-            replayed, problems = replay(journal.lines())
-            self.problems += [f"{journal.path}: {problem} (skipped)" for problem in problems]
-            for (record_id, sample), review in replayed.items():
-                index = by_key.get((number, record_id))
-                if index is not None:
-                    self.reviews.setdefault(index, {})[sample] = review
+            self.take_in(number, journal.read_new())
+
+    def take_in(self, source: int, lines: list[str]) -> None:
+        """Apply journal lines (a line that is no event is skipped and reported)."""
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = parse_line(line)
+            except ValueError as exc:
+                self.problems.append(f"{self.journals[source].path}: {exc} (skipped)")
+                continue
+            index = self._index.get((source, event.id))
+            if index is not None:
+                samples = self.reviews.setdefault(index, {})
+                samples[event.sample] = apply_event(samples.get(event.sample, SampleReview()), event)
+                self.changes += 1
+
+    def refresh(self) -> None:
+        """Take in what another `reftune review` process on the same data has journaled since."""
+        with self.lock:
+            for number, journal in self.journals.items():
+                if journal.has_news():
+                    with journal.locked("rb"):
+                        self.take_in(number, journal.read_new())
 
     def read_only_sources(self) -> list[str]:
         return [str(journal.path.parent) for journal in self.journals.values() if not journal.writable]
@@ -75,12 +95,12 @@ class ReviewState:
         if not journal.writable:
             raise ReftuneError(f"cannot write the journal {journal.path}: the folder is read-only, "
                                f"so this review cannot be saved (copy the data somewhere writable)")
-        with self.lock:
+        with self.lock, journal.locked() as handle:
+            self.take_in(record.source, journal.read_new())
             current = self.review(record.index, sample)
             if event.event == "edit" and event.base != current.version:
                 raise EditConflict(current)
-            written = journal.append(event)
-            updated = apply_event(current, written)
+            updated = apply_event(current, journal.append(handle, event))
             self.reviews.setdefault(record.index, {})[sample] = updated
             self.changes += 1
             return updated

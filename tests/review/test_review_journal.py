@@ -32,8 +32,10 @@ def test_replay_skips_a_line_cut_short_by_a_crash_and_says_so():
 def test_an_append_after_a_cut_line_starts_on_its_own_line(tmp_path):
     journal = Journal(tmp_path / "x.review.jsonl")
     journal.path.write_text('{"event": "accept", "id": "a", "sample": 0}\n{"event": "rej')
-    journal.append(Event("flag", "b", 0))
-    reviews, problems = replay(journal.lines())
+    with journal.locked() as handle:
+        assert journal.read_new() == ['{"event": "accept", "id": "a", "sample": 0}']  # the cut line waits
+        journal.append(handle, Event("flag", "b", 0))
+    reviews, problems = replay(journal.path.read_text().splitlines())
     assert reviews[("a", 0)].decision == "accepted" and reviews[("b", 0)].flagged and len(problems) == 1
 
 
@@ -61,13 +63,25 @@ def test_the_source_file_is_never_rewritten(python_samples):
 def test_an_edit_based_on_an_older_version_conflicts_and_writes_nothing(python_samples):
     collection = load_collection([python_samples])
     record = collection.records[0]
-    first_tab, second_tab = ReviewState(collection), ReviewState(collection)
-    first_tab.act(record, 0, Event("edit", record.id, 0, text="first tab", base=0))
+    state = ReviewState(collection)
+    state.act(record, 0, Event("edit", record.id, 0, text="first tab", base=0))
     with pytest.raises(EditConflict) as conflict:
-        first_tab.act(record, 0, Event("edit", record.id, 0, text="second tab", base=0))
+        state.act(record, 0, Event("edit", record.id, 0, text="second tab", base=0))
     assert conflict.value.current.text == "first tab"
-    assert len(Journal(collection.sources[0].journal_path).lines()) == 1
-    assert second_tab.review(0, 0) == SampleReview()  # a separate process would replay on restart
+    assert len(collection.sources[0].journal_path.read_text().splitlines()) == 1
+
+
+def test_two_processes_on_one_file_see_each_others_actions_and_conflicts(python_samples):
+    collection = load_collection([python_samples])
+    record = collection.records[0]
+    first, second = ReviewState(collection), ReviewState(collection)  # two `reftune review` processes
+    first.act(record, 0, Event("edit", record.id, 0, text="first process", base=0))
+    with pytest.raises(EditConflict) as conflict:
+        second.act(record, 0, Event("edit", record.id, 0, text="second process", base=0))
+    assert conflict.value.current.text == "first process"
+    first.act(record, 0, Event("accept", record.id, 0))
+    second.refresh()
+    assert second.review(0, 0) == first.review(0, 0) and second.marks(0) == {"edited", "accepted"}
 
 
 def test_an_action_on_a_missing_sample_is_refused(python_samples):
