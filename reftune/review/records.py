@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reftune.errors import ReftuneError
@@ -79,6 +79,16 @@ class RawRow:
     row: dict | None
     where: str
     error: str = ""
+
+
+@dataclass
+class TrainingQuestion:
+    """A training file's question while its rows are read: its CoTs gather here."""
+
+    question: str
+    gold: object
+    where: str                   # where its first row stands
+    samples: list[Sample] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ def rollouts_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Re
             errors.append(error_record(raw, source, describe_error(exc)))
     records = []
     for record_id, rows in grouped.items():
-        rows.sort(key=lambda pair: pair[0].row["step"])
+        rows.sort(key=lambda pair: int(pair[0].row["step"]))
         first, (last, last_samples) = rows[0][0], rows[-1]
         samples = tuple(sample for _, row_samples in rows for sample in row_samples)
         vote, vote_correct = vote_of(last.row, [s.answer for s in last_samples], task)
@@ -199,25 +209,25 @@ def rollouts_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Re
 def training_records(raw_rows: list[RawRow], rejects: list[RawRow], source: int, task: Task) -> list[Record]:
     """A ReFT-format file (or an annotate folder): a question's CoTs (`id`, `id-cot2`, ...) are its
     samples, checked here; annotate's rejected CoTs follow them, with annotate's reason."""
-    questions: dict[str, dict] = {}
+    questions: dict[str, TrainingQuestion] = {}
     errors = []
     for raw, origin in [(raw, "training") for raw in raw_rows] + [(raw, "rejected") for raw in rejects]:
         try:
             add_training_row(questions, raw, origin, task)
         except (KeyError, TypeError, ValueError) as exc:
             errors.append(error_record(raw, source, describe_error(exc)))
-    to_check = [(q, n) for q in questions.values() for n, s in enumerate(q["samples"]) if s.origin == "training"]
-    verdicts = check_cots(task, [q["samples"][n].text for q, n in to_check], [q["gold"] for q, _ in to_check],
+    to_check = [(q, n) for q in questions.values() for n, s in enumerate(q.samples) if s.origin == "training"]
+    verdicts = check_cots(task, [q.samples[n].text for q, n in to_check], [q.gold for q, _ in to_check],
                           training=True)
     for (question, number), verdict in zip(to_check, verdicts):
-        question["samples"][number] = Sample(question["samples"][number].text, verdict.answer, verdict.status,
-                                             origin="training", detail=verdict.detail)
-    records = [Record(0, source, record_id, q["question"], q["gold"], tuple(q["samples"]), where=q["where"])
+        question.samples[number] = Sample(question.samples[number].text, verdict.answer, verdict.status,
+                                          origin="training", detail=verdict.detail)
+    records = [Record(0, source, record_id, q.question, q.gold, tuple(q.samples), where=q.where)
                for record_id, q in questions.items()]
     return records + errors
 
 
-def add_training_row(questions: dict, raw: RawRow, origin: str, task: Task) -> None:
+def add_training_row(questions: dict[str, TrainingQuestion], raw: RawRow, origin: str, task: Task) -> None:
     row = raw.row
     if row is None:
         raise ValueError(raw.error)
@@ -227,14 +237,13 @@ def add_training_row(questions: dict, raw: RawRow, origin: str, task: Task) -> N
     gold = task.normalize_gold(row["answer_value"])
     if gold is None:
         raise ValueError(f"answer_value {row['answer_value']!r} is not an answer of {task.name}")
-    question = questions.setdefault(record_id, {"question": str(row["question"]), "gold": gold,
-                                                "samples": [], "where": raw.where})
+    question = questions.setdefault(record_id, TrainingQuestion(str(row["question"]), gold, raw.where))
     text = str(row.get("answer_cot") or "")
     if origin == "rejected":
-        question["samples"].append(Sample(text, status=str(row.get("reason", "")), origin="rejected",
-                                          detail=str(row.get("detail", ""))))
+        question.samples.append(Sample(text, status=str(row.get("reason", "")), origin="rejected",
+                                       detail=str(row.get("detail", ""))))
     elif text:
-        question["samples"].append(Sample(text, origin="training"))
+        question.samples.append(Sample(text, origin="training"))
 
 
 def describe_error(exc: Exception) -> str:
