@@ -81,7 +81,11 @@ def command_review(args: argparse.Namespace) -> int:
     # 1. read the inputs and replay their journals
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
-    session = Session(load_collection(args.paths, task=args.task, style=args.style))
+    try:
+        session = Session(load_collection(args.paths, task=args.task, style=args.style))
+    except KeyboardInterrupt:
+        print("review: stopped while reading the inputs; nothing was written")
+        return 130
     for source in session.collection.sources:
         print(f"review: {source.label}: {source.kind}, task {source.choice.task} ({source.choice.style}, "
               f"from {source.choice.origin}), journal {source.journal_path}")
