@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT_PAYLOAD
+from review_inputs import SCRIPT_PAYLOAD
 
 from reftune.review.app import create_app
 from reftune.review.command import LOOPBACK_NAMES, bind

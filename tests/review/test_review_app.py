@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import BROKEN_PROGRAM, RIGHT_PROGRAM, SCRIPT_PAYLOAD
+from review_inputs import BROKEN_PROGRAM, RIGHT_PROGRAM, SCRIPT_PAYLOAD, samples_row, write_jsonl
 from starlette.testclient import TestClient
 
 from reftune.review.app import TOKEN_HEADER, create_app
@@ -149,8 +149,6 @@ def test_loopback_binding_refuses_other_host_names(python_samples):
 
 
 def test_rollouts_show_each_step_and_the_charts_by_step(tmp_path):
-    from conftest import samples_row, write_jsonl
-
     rows = [dict(samples_row("svamp_1", "4 + 3?", 7.0, [BROKEN_PROGRAM, RIGHT_PROGRAM], [None, 7.0]), step=step)
             for step in (0, 50)]
     rows[1] = dict(samples_row("svamp_1", "4 + 3?", 7.0, [RIGHT_PROGRAM, RIGHT_PROGRAM], [7.0, 7.0]), step=50)

@@ -2,7 +2,7 @@
 import csv
 import json
 
-from conftest import RIGHT_PROGRAM
+from review_inputs import RIGHT_PROGRAM
 
 from reftune.review.export import export_source
 from reftune.review.journal import Event
