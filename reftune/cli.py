@@ -116,6 +116,12 @@ def command_eval(config) -> int:
     return 0
 
 
+def command_review(args: argparse.Namespace) -> int:
+    from reftune.review.command import command_review as review
+
+    return review(args)
+
+
 def configs():
     from reftune import config
 
@@ -137,12 +143,14 @@ COMMANDS = {
     "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
     "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
     "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),
+    "review": (command_review, "a local web app to browse, check, correct and export CoTs (samples, rollouts, data)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     from reftune import __version__
     from reftune.options import add_config_arguments
+    from reftune.review.command import add_arguments as add_review_arguments
     from reftune.tasks import STYLES, TASKS
 
     parser = argparse.ArgumentParser(prog="reftune", description="Reinforced Fine-Tuning (ReFT) of language "
@@ -161,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--split", default="train")
             sub.add_argument("--data", help="a .json / .jsonl file or folder; default: built-in or hub")
             sub.add_argument("--limit", type=int, help="check only the first N examples")
+        if name == "review":
+            add_review_arguments(sub)
     return parser
 
 

@@ -1,0 +1,162 @@
+"""The review journal: an append-only JSONL file beside the data (`<data file>.review.jsonl`), one
+reviewer action per line. The state of a review is the replay of its journal; the data file itself
+is never rewritten.
+
+>>> review = apply_event(SampleReview(), Event("edit", "gsm8k_1", 0, text="x = 2", base=0, status="correct"))
+>>> review.version, review.edited, apply_event(review, Event("accept", "gsm8k_1", 0)).decision
+(1, True, 'accepted')
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+EVENTS = ("edit", "accept", "reject", "flag", "unflag", "note")
+DECISIONS = {"accept": "accepted", "reject": "rejected"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One reviewer action: one line of the journal."""
+
+    event: str              # one of EVENTS
+    id: str                 # the record's id in its data file
+    sample: int             # which of the record's samples (0-based)
+    time: str = ""          # ISO 8601 UTC, set when written
+    text: str = ""          # edit: the new CoT; note: the note ("" clears it)
+    base: int = 0           # edit: the version the editor started from (an older one conflicts)
+    status: str = ""        # edit: the re-check's verdict of the new text
+    answer: object = None   # edit: the answer the re-check extracted
+    detail: str = ""        # edit: the re-check's one line
+
+    @classmethod
+    def from_json(cls, row: dict) -> Event:
+        """Raises ValueError for a line that is not an event."""
+        if not isinstance(row, dict) or row.get("event") not in EVENTS:
+            raise ValueError(f"not a review event: {str(row)[:80]}")
+        known = {key: row[key] for key in cls.__dataclass_fields__ if key in row}
+        event = cls(**known)
+        if not isinstance(event.sample, int) or not isinstance(event.text, str) or not isinstance(event.base, int):
+            raise ValueError(f"an event with a bad sample, text or base: {str(row)[:80]}")
+        return replace(event, id=str(event.id))
+
+
+@dataclass(frozen=True)
+class SampleReview:
+    """What the reviewer has done to one sample so far."""
+
+    decision: str = ""          # "accepted", "rejected", or "" (undecided)
+    flagged: bool = False
+    note: str = ""
+    text: str | None = None     # the edited CoT; None while never edited
+    version: int = 0            # edits so far: an edit must be based on the latest
+    status: str = ""            # the edited text's verdict
+    answer: object = None
+    detail: str = ""
+
+    @property
+    def edited(self) -> bool:
+        return self.text is not None
+
+
+def apply_event(review: SampleReview, event: Event) -> SampleReview:
+    """The review after one more event (pure: replay and live actions share it)."""
+    if event.event == "edit":
+        return replace(review, text=event.text, version=review.version + 1, status=event.status,
+                       answer=event.answer, detail=event.detail)
+    if event.event in DECISIONS:
+        return replace(review, decision=DECISIONS[event.event])
+    if event.event in ("flag", "unflag"):
+        return replace(review, flagged=event.event == "flag")
+    return replace(review, note=event.text)
+
+
+def parse_line(line: str) -> Event:
+    """Raises ValueError for a line that is not an event."""
+    try:
+        return Event.from_json(json.loads(line))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def replay(lines: list[str]) -> tuple[dict[tuple[str, int], SampleReview], list[str]]:
+    """(id, sample) -> review after every readable line; and one problem per line that is not an
+    event (a line cut short by a crash, say), which replay skips."""
+    reviews: dict[tuple[str, int], SampleReview] = {}
+    problems = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_line(line)
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        key = (event.id, event.sample)
+        reviews[key] = apply_event(reviews.get(key, SampleReview()), event)
+    return reviews, problems
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Journal:
+    """One data file's journal, shared by every tab and every `reftune review` process on the same
+    data: an action locks the file, takes in what others appended since, then appends its own
+    event, written and synced before the action is confirmed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.read_to = 0  # bytes of the file already taken in
+
+    @property
+    def writable(self) -> bool:
+        if self.path.exists():
+            return os.access(self.path, os.W_OK)
+        return os.access(self.path.parent, os.W_OK)
+
+    def has_news(self) -> bool:
+        return self.path.exists() and self.path.stat().st_size > self.read_to
+
+    def read_new(self) -> list[str]:
+        """The complete lines appended since the last read (every line, the first time)."""
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as source:
+            source.seek(self.read_to)
+            data = source.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        self.read_to += len(complete)
+        return complete.decode("utf-8", errors="replace").splitlines()
+
+    @contextmanager
+    def locked(self, mode: str = "a+b"):
+        """The open journal, locked against other processes ("rb" to read a read-only one)."""
+        with open(self.path, mode) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, handle, event: Event) -> Event:
+        """Inside locked(), after read_new(): write the event with the time, as one line. A line left
+        unfinished by a crash is closed off first, so that it cannot swallow this one."""
+        event = replace(event, time=now())
+        line = json.dumps(asdict(event), ensure_ascii=False) + "\n"
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.read_to = handle.tell()
+        return event

@@ -1,0 +1,182 @@
+"""What each page shows, as plain values for its template: the list, one question, a sample card,
+the charts, two runs compared. Routes call these; these call the session."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from reftune.review import charts, stats
+from reftune.review.journal import SampleReview
+from reftune.review.query import FILTERS, SORTS, Query, neighbours, page_of
+from reftune.review.records import Record, Sample
+from reftune.review.session import Session
+
+FILTER_LABELS = {"all": "all", "correct": "correct", "wrong": "wrong", "no_answer": "no answer",
+                 "program_error": "program error", "error": "unreadable rows", "edited": "edited",
+                 "accepted": "accepted", "rejected": "rejected", "flagged": "flagged", "unreviewed": "unreviewed"}
+HIGHLIGHT = HtmlFormatter(nowrap=True)
+OUTCOME_TONES = {"correct": "right", "wrong": "wrong", "program_error": "failed", "no_answer": "other"}
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One line of the list."""
+
+    record: Record
+    marks: list[str]       # the review marks some sample has (edited, accepted, ...)
+    solved: int            # samples that are right
+    length: int            # mean characters per sample
+
+
+@dataclass(frozen=True)
+class SampleView:
+    """One sample card: the sample as written, the review, and the text on show (the edit, if any)."""
+
+    record: Record
+    number: int
+    sample: Sample
+    review: SampleReview
+    verdict: object        # reftune.verification.Verdict of the text as written
+    python: bool           # P-CoT: highlight as Python
+
+    @property
+    def text(self) -> str:
+        return self.review.text if self.review.edited else self.sample.text
+
+    @property
+    def status(self) -> str:
+        return self.review.status if self.review.edited else self.verdict.status
+
+    @property
+    def answer(self):
+        return self.review.answer if self.review.edited else self.verdict.answer
+
+    @property
+    def code(self) -> Markup:
+        return highlighted(self.text)
+
+
+def highlighted(program: str) -> Markup:
+    """Pygments escapes every token it writes, so its HTML may be marked safe (the model's text
+    never is otherwise)."""
+    return Markup(highlight(program, PythonLexer(), HIGHLIGHT))
+
+
+def format_answer(answer) -> str:
+    if answer is None:
+        return "no answer"
+    if isinstance(answer, float) and answer.is_integer():
+        return str(int(answer))
+    return str(answer)
+
+
+def progress(session: Session) -> dict:
+    return {"reviewed": session.state.reviewed_count(), "total": len(session.records)}
+
+
+def list_page(session: Session, query: Query) -> dict:
+    session.state.refresh()
+    matches = session.matches(query)
+    page = page_of(matches, query.page)
+    rows = [ListRow(session.records[i], sorted(session.state.marks(i)),
+                    sum(s.status == "correct" for s in session.records[i].samples), round(session.index.lengths[i]))
+            for i in page.indices]
+    return {"query": query, "page": page, "rows": rows, "filters": [(f, FILTER_LABELS[f]) for f in FILTERS],
+            "sorts": SORTS, "progress": progress(session), "sources": session.collection.sources}
+
+
+def sample_view(session: Session, record: Record, number: int) -> SampleView:
+    task = session.collection.tasks[record.source]
+    return SampleView(record, number, record.samples[number], session.state.review(record.index, number),
+                      session.verdicts(record)[number], task.style == "python")
+
+
+def record_page(session: Session, record: Record, query: Query) -> dict:
+    """The question, its gold, its samples (grouped by RL step for rollouts) and their answers."""
+    session.state.refresh()
+    task = session.collection.tasks[record.source]
+    before, after = neighbours(session.matches(query), record.index)
+    views = [sample_view(session, record, n) for n in range(len(record.samples))]
+    steps: dict = {}
+    for view in views:
+        steps.setdefault(view.sample.step, []).append(view)
+    rewards = {step: sum(v.sample.reward or 0.0 for v in group) / len(group) for step, group in steps.items()}
+    return {"record": record, "source": session.collection.sources[record.source], "steps": steps,
+            "step_rewards": rewards, "distribution": stats.answer_distribution(record, task.is_correct),
+            "before": before, "after": after, "query": query, "progress": progress(session),
+            "task": task}
+
+
+def stats_page(session: Session, source: int) -> dict:
+    """The input's charts (computed once: they depend on the data only)."""
+    records = [r for r in session.source_records(source) if not r.error]
+    figures, lines, steps = session.remember(("charts", source), lambda: chart_figures(records))
+    return {"figures": figures, "lines": lines, "steps": steps, "source": session.collection.sources[source],
+            "sources": session.collection.sources, "progress": progress(session), "questions": len(records)}
+
+
+def chart_figures(records: list[Record]) -> tuple[list, list, list]:
+    """(bar charts, line charts by RL step, the steps' figures) of an input's good records."""
+    right_bins, other_bins = length_bins(*stats.cot_lengths(records))
+    outcomes = stats.outcome_counts(records)
+    figures = [charts.bar_chart("Questions by outcome", outcomes, percent=True,
+                                tones=[OUTCOME_TONES.get(bar.label, "") for bar in outcomes]),
+               charts.bar_chart("Samples by status (the input's own check)", stats.status_counts(records),
+                                percent=True),
+               charts.bar_chart("Accuracy by question difficulty (length in words, fifths)",
+                                stats.accuracy_by_difficulty(records), percent=True),
+               charts.paired_bar_chart("CoT length in characters: right (green) and other (grey) samples",
+                                       right_bins, other_bins, ("right", "other"))]
+    if any(len(r.samples) > 1 for r in records):
+        figures.insert(3, charts.bar_chart("Questions by the share of their samples that are right",
+                                           stats.solve_rate_histogram(records), percent=True))
+    steps = stats.by_step(records)
+    xs = [float(s.step) for s in steps]
+    lines = [charts.line_chart("Mean reward by RL step", xs, [s.mean_reward for s in steps]),
+             charts.line_chart("Sample accuracy by RL step", xs, [s.accuracy for s in steps], "{:.0%}"),
+             charts.line_chart("Mean CoT length by RL step (characters)", xs, [s.mean_length for s in steps],
+                               "{:.0f}")] if steps else []
+    return figures, lines, steps
+
+
+def length_bins(right: list[float], other: list[float], bins: int = 10) -> tuple[list, list]:
+    """Both series counted on the same bins (those spanning all lengths)."""
+    every = right + other
+    if not every:
+        return [], []
+    span = (min(every), max(every))
+    return stats.histogram(right, bins, span), stats.histogram(other, bins, span)
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One question in both inputs, with the first few samples of each."""
+
+    left: Record
+    right: Record
+    left_views: list[SampleView]
+    right_views: list[SampleView]
+
+
+SIDE_BY_SIDE_SAMPLES = 3
+
+
+def first_views(session: Session, record: Record) -> list[SampleView]:
+    return [sample_view(session, record, n) for n in range(min(len(record.samples), SIDE_BY_SIDE_SAMPLES))]
+
+
+def compare_page(session: Session, a: int, b: int, record_id: str | None) -> dict:
+    """Two inputs on the same questions: counts, the flipped questions, one question side by side."""
+    comparison = stats.compare(session.source_records(a), session.source_records(b))
+    flipped = comparison.right_to_wrong + comparison.wrong_to_right
+    chosen = record_id or (flipped[0][0].id if flipped else None)
+    pair = None
+    if chosen is not None:
+        left, right = session.record_by_id(a, chosen), session.record_by_id(b, chosen)
+        pair = SideBySide(left, right, first_views(session, left), first_views(session, right))
+    return {"comparison": comparison, "a": session.collection.sources[a], "b": session.collection.sources[b],
+            "pair": pair, "sources": session.collection.sources, "progress": progress(session)}

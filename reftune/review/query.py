@@ -1,0 +1,131 @@
+"""The list's filters, text search, sorts and paging: plain functions over an index built once at
+load, so that a page of 100,000 records costs one pass over precomputed fields.
+
+>>> Query.from_params({"filter": "wrong", "sort": "-solved", "page": "2"})
+Query(filter='wrong', search='', sort='-solved', page=2)
+>>> page = page_of(list(range(95)), 2, 50)
+>>> page.indices[:3], page.number, page.pages, page.total
+([50, 51, 52], 2, 2, 95)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from reftune.errors import ReftuneError
+from reftune.review.records import OUTCOMES, Record
+from reftune.review.state import MARKS
+
+FILTERS = ("all",) + OUTCOMES + MARKS + ("unreviewed",)
+SORTS = {"file": "file order", "length": "shortest CoTs first", "-length": "longest CoTs first",
+         "solved": "least often solved first", "-solved": "most often solved first"}
+PAGE_SIZE = 50
+MAX_SEARCH = 200  # characters: a search box, not a document
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the list shows: parsed from the URL, so a page can be reloaded or shared."""
+
+    filter: str = "all"   # one of FILTERS
+    search: str = ""      # case-insensitive text in the id, question or samples
+    sort: str = "file"    # one of SORTS
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params) -> Query:
+        """Raises ReftuneError, with the allowed values, for a value the list does not know."""
+        chosen = params.get("filter") or "all"
+        sort = params.get("sort") or "file"
+        if chosen not in FILTERS:
+            raise ReftuneError(f"unknown filter {chosen[:40]!r}: use one of {', '.join(FILTERS)}")
+        if sort not in SORTS:
+            raise ReftuneError(f"unknown sort {sort[:40]!r}: use one of {', '.join(SORTS)}")
+        try:
+            page = int(params.get("page") or 1)
+        except ValueError:
+            raise ReftuneError(f"page must be a whole number, got {params.get('page')[:40]!r}") from None
+        return cls(chosen, (params.get("search") or "").strip()[:MAX_SEARCH], sort, max(page, 1))
+
+    def url_params(self, **changes) -> str:
+        """The query string of this query with `changes`, defaults left out."""
+        values = {"filter": self.filter, "search": self.search, "sort": self.sort, "page": self.page, **changes}
+        defaults = {"filter": "all", "search": "", "sort": "file", "page": 1}
+        return urlencode({key: value for key, value in values.items() if value != defaults[key]})
+
+
+@dataclass(frozen=True)
+class Index:
+    """Fields of every record computed once at load (position i = record index i)."""
+
+    outcomes: list[str]          # Record.outcome
+    solve_rates: list[float]     # fraction of samples correct; -1 for error rows
+    lengths: list[float]         # mean characters per sample
+    texts: list[str]             # lower-cased id, question and samples: what search looks in
+    orders: dict[str, list[int]]  # sort name -> record indices in that order
+
+
+def solve_rate(record: Record) -> float:
+    if not record.samples:
+        return -1.0
+    return sum(sample.status == "correct" for sample in record.samples) / len(record.samples)
+
+
+def mean_length(record: Record) -> float:
+    return sum(len(sample.text) for sample in record.samples) / max(len(record.samples), 1)
+
+
+def build_index(records: tuple[Record, ...] | list[Record]) -> Index:
+    solve_rates = [solve_rate(record) for record in records]
+    lengths = [mean_length(record) for record in records]
+    positions = list(range(len(records)))
+    orders = {"file": positions,
+              "length": sorted(positions, key=lengths.__getitem__),
+              "solved": sorted(positions, key=solve_rates.__getitem__)}
+    orders["-length"] = sorted(positions, key=lambda i: -lengths[i])  # stable: ties keep file order
+    orders["-solved"] = sorted(positions, key=lambda i: -solve_rates[i])
+    texts = ["\n".join([record.id, record.question, *(s.text for s in record.samples), record.error]).lower()
+             for record in records]
+    return Index([record.outcome for record in records], solve_rates, lengths, texts, orders)
+
+
+def select(index: Index, query: Query, marks_of) -> list[int]:
+    """Record indices the query matches, in its sort order. marks_of(i) -> the record's MARKS."""
+    order = index.orders[query.sort]
+    if query.filter in OUTCOMES:
+        order = [i for i in order if index.outcomes[i] == query.filter]
+    elif query.filter in MARKS:
+        order = [i for i in order if query.filter in marks_of(i)]
+    elif query.filter == "unreviewed":
+        order = [i for i in order if not {"accepted", "rejected"} & marks_of(i)]
+    if query.search:
+        needle = query.search.lower()
+        texts = index.texts
+        order = [i for i in order if needle in texts[i]]
+    return order
+
+
+@dataclass(frozen=True)
+class Page:
+    indices: list[int]   # record indices on this page
+    number: int          # 1-based, clamped to the last page
+    pages: int
+    total: int           # records the query matches
+
+
+def page_of(matches: list[int], number: int, size: int = PAGE_SIZE) -> Page:
+    pages = max(1, -(-len(matches) // size))
+    number = min(max(number, 1), pages)
+    return Page(matches[(number - 1) * size:number * size], number, pages, len(matches))
+
+
+def neighbours(matches: list[int], index: int) -> tuple[int | None, int | None]:
+    """The records before and after `index` in the list (None at the ends, or when the record is
+    not in the list any more: then the list's first record is next)."""
+    try:
+        position = matches.index(index)
+    except ValueError:
+        return None, (matches[0] if matches else None)
+    before = matches[position - 1] if position > 0 else None
+    after = matches[position + 1] if position + 1 < len(matches) else None
+    return before, after
