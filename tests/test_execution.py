@@ -243,3 +243,24 @@ def test_as_an_ordinary_user_the_sandbox_still_holds():
         assert os.listdir(shared) == []
     finally:
         shutil.rmtree(shared)
+
+
+def test_programs_still_run_after_the_thread_that_started_the_pool_has_ended():
+    """The zygotes die with the thread that forked them (PR_SET_PDEATHSIG): a web server's short-lived
+    request thread must not take the pool down with it."""
+    import threading
+
+    made = []
+
+    def start_and_run() -> None:
+        made.append(ProgramRunner(num_workers=1))
+        made.append(made[0].run(["def solution():\n    return 1"])[0].value)
+
+    thread = threading.Thread(target=start_and_run)
+    thread.start()
+    thread.join()
+    runner, first = made
+    time.sleep(0.5)  # the kernel's signal to the zygote, had the thread forked it, lands by now
+    assert first == 1
+    assert [r.value for r in runner.run(["def solution():\n    return 2"])] == [2]
+    runner.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import select
 import subprocess
+import queue
 import sys
 import threading
 import time
@@ -140,6 +141,46 @@ def _default_runner() -> ProgramRunner:
         return _RUNNER
 
 
+class _Spawner:
+    """Starts the zygotes from one thread that lives as long as the caller's process. A zygote asks
+    the kernel to kill it when its parent dies (PR_SET_PDEATHSIG), and for the kernel the parent is
+    the thread that forked it: started from a short-lived thread (a web server's request handler),
+    the pool would die with that thread."""
+
+    def __init__(self):
+        self.owner_pid = os.getpid()
+        self.requests: queue.Queue = queue.Queue()
+        threading.Thread(target=self._serve, name="reftune-sandbox-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            command, options, reply = self.requests.get()
+            try:
+                reply.put((subprocess.Popen(command, **options), None))
+            except Exception as exc:  # handed back to the caller, raised in its thread
+                reply.put((None, exc))
+
+    def popen(self, command: list[str], **options) -> subprocess.Popen:
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        self.requests.put((command, options, reply))
+        process, error = reply.get()
+        if error is not None:
+            raise error
+        return process
+
+
+_SPAWNER: _Spawner | None = None
+_SPAWNER_LOCK = threading.Lock()  # not _RUNNER_LOCK: a runner being built starts its workers under that
+
+
+def _spawner() -> _Spawner:
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER.owner_pid != os.getpid():  # threads do not survive a fork
+            _SPAWNER = _Spawner()
+        return _SPAWNER
+
+
 class _Worker:
     """The caller's handle on one zygote process and its length-prefixed JSON pipe."""
 
@@ -152,7 +193,7 @@ class _Worker:
 
     def start(self) -> None:
         sandbox_uid = SANDBOX_UID_BASE + (os.getpid() % 4096) * 64 + self.index % 64
-        self.process = subprocess.Popen(
+        self.process = _spawner().popen(
             [sys.executable, "-I", "-S", os.path.abspath(sandbox.__file__), str(sandbox_uid),
              str(self.memory_mb), str(int(self.python_guards))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
