@@ -267,3 +267,40 @@ def assemble_rollout(tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, respons
         texts=texts,
         prompt_length=prompt_length,
     )
+
+
+def select_rows(rollout: Rollout, rows: Tensor) -> Rollout:
+    """The rollout's rows where `rows` (N,) bool is True, in order (whole prompts' groups, when a
+    caller keeps or drops groups together)."""
+    index = rows.nonzero().squeeze(1)
+    pick = lambda t: None if t is None else t[index]  # noqa: E731
+    return Rollout(sequences=rollout.sequences[index], attention_mask=rollout.attention_mask[index],
+                   response_mask=rollout.response_mask[index], old_logps=rollout.old_logps[index],
+                   prompt_index=rollout.prompt_index[index], finished=rollout.finished[index],
+                   texts=[rollout.texts[i] for i in index.tolist()], prompt_length=rollout.prompt_length,
+                   values=pick(rollout.values))
+
+
+def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
+    """One rollout of the rows of several, whose prompts and responses may differ in length: prompts
+    stay left-padded to the longest prompt (P), responses right-padded to the longest response (T).
+    Prompt indices are renumbered so that each part's prompts stay distinct."""
+    P = max(r.prompt_length for r in rollouts)
+    T = max(r.sequences.size(1) - r.prompt_length for r in rollouts)
+    parts: dict[str, list[Tensor]] = {"sequences": [], "attention_mask": [], "response_mask": [], "old_logps": [],
+                                      "values": []}
+    prompt_index, offset = [], 0
+    for r in rollouts:
+        shift = (P - r.prompt_length, T - (r.sequences.size(1) - r.prompt_length))  # (left, right) padding
+        for name in parts:
+            tensor = getattr(r, name)
+            if tensor is not None:
+                parts[name].append(torch.nn.functional.pad(tensor, shift, value=pad_id if name == "sequences" else 0))
+        prompt_index.append(r.prompt_index + offset)
+        offset += int(r.prompt_index.max()) + 1 if len(r.prompt_index) else 0
+    with_values = all(r.values is not None for r in rollouts)
+    return Rollout(sequences=torch.cat(parts["sequences"]), attention_mask=torch.cat(parts["attention_mask"]),
+                   response_mask=torch.cat(parts["response_mask"]), old_logps=torch.cat(parts["old_logps"]),
+                   prompt_index=torch.cat(prompt_index), finished=torch.cat([r.finished for r in rollouts]),
+                   texts=[text for r in rollouts for text in r.texts], prompt_length=P,
+                   values=torch.cat(parts["values"]) if with_values else None)

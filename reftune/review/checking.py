@@ -7,17 +7,12 @@
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from reftune.tasks import Task
 from reftune.tasks.answers import ANSWER_TRIGGER, answer_text
 from reftune.verification import Verdict, verify_cots
 
 # samples whose text is a training file's CoT: the SFT target adds the answer to it
 TRAINING_ORIGINS = ("training", "rejected")
-# The sandbox's workers die with the THREAD that started them (PR_SET_PDEATHSIG), and a web server's
-# request threads come and go: every check runs in this one thread, which lives as long as the process.
-SANDBOX_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reftune-review-checks")
 
 
 def with_stated_answer(task: Task, cot: str, gold) -> str:
@@ -35,7 +30,7 @@ def check_cots(task: Task, cots: list[str], golds: list, training: bool = False)
         return []
     if training:
         cots = [with_stated_answer(task, cot, gold) for cot, gold in zip(cots, golds)]
-    return SANDBOX_THREAD.submit(verify_cots, task, list(cots), list(golds)).result()
+    return verify_cots(task, list(cots), list(golds))
 
 
 def check_cot(task: Task, cot: str, gold, training: bool = False) -> Verdict:

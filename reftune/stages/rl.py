@@ -14,18 +14,22 @@ import copy
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, VALUE_HEAD_ESTIMATORS, token_rewards, whiten
+from reftune.algorithms.diagnostics import (SignalCounts, informative_rows, no_signal_streak, no_signal_warning,
+                                            signal_counts)
 from reftune.algorithms.losses import drop_truncated, explained_variance, kl_penalty
 from reftune.config import RLConfig
 from reftune.heads import PolicyWithValueHead
 from reftune.models import is_lora
 from reftune.rewards import CORRECT_REWARD, score_answer
-from reftune.rollout import sample
+from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.stages.batches import tokenizer_texts, training_pairs
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard
+from reftune.stages.common import adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
@@ -76,21 +80,24 @@ def rl(config: RLConfig) -> dict:
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)
     export = lambda path: unwrapped.export(tokenizer, path)  # noqa: E731
 
+    no_signal_steps, capped_said = 0, False
     for step in range(run.state.step, total_steps):
         times, step_started = {}, time.perf_counter()
         epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
-        mine = shard(questions, accelerator)
 
-        # 1. sample completions from the current policy
+        # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
+        #    but wrong, 0.0 none (DAPO's dynamic sampling: more questions until every group has signal)
         with timer(times, "sampling"):
-            rollout = sample(unwrapped.policy, tokenizer, [task.prompt(q) for q in mine], params,
-                             value_head=unwrapped.value_head)
-        # 2. score final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none
-        with timer(times, "scoring"):
-            answers = task.extract_answers(rollout.texts)
-            golds = [q.answer for q in mine for _ in range(params.num_samples)]
-            scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)],
-                                  device=accelerator.device)
+            scored = sample_and_score(task, unwrapped, tokenizer, shard(questions, accelerator), params)
+            signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
+                                   torch.tensor([a is not None for a in scored.answers]))
+            rounds = 0
+            if config.dynamic_sampling:
+                extra = lambda round_: shard(extra_questions(train, config, step, round_), accelerator)  # noqa: E731
+                scored, rounds = fill_with_signal(scored, extra, config.max_dynamic_sampling_rounds, accelerator,
+                                                  lambda qs: sample_and_score(task, unwrapped, tokenizer, qs, params),
+                                                  params.num_samples, tokenizer.pad_token_id)
+        rollout, scores = scored.rollout, scored.scores
         # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
         response = rollout.response_mask
         with timer(times, "reference"):
@@ -114,12 +121,22 @@ def rl(config: RLConfig) -> dict:
             update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)
 
         # 6. log, evaluate on dev, checkpoint
-        metrics = step_metrics(accelerator, scores, kl, response, values, returns, update, times,
-                               time.perf_counter() - step_started, use_values)
-        run.step_done({**metrics, "epoch": epoch}, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        shares = SignalCounts.from_tensor(accelerator.reduce(signal.as_tensor(accelerator.device), reduction="sum")).shares()
+        metrics = {**step_metrics(accelerator, scores, kl, response, values, returns, update, times,
+                                  time.perf_counter() - step_started, use_values), **shares, "epoch": epoch}
+        if config.dynamic_sampling:
+            metrics["dynamic_sampling_rounds"] = rounds
+        run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])
+        warning = no_signal_warning(no_signal_steps)
+        if config.dynamic_sampling and rounds == config.max_dynamic_sampling_rounds and not capped_said:
+            capped_said, warning = True, (f"dynamic sampling reached its cap of {rounds} extra rounds at step "
+                                          f"{run.state.step} without filling the step with questions that carry "
+                                          f"signal; the step trained on those it found (raise max_dynamic_sampling_rounds)")
+        if warning and run.main:
+            run.bar.write(f"reftune rl: {warning}")
         if config.log_rollouts_every and run.state.step % config.log_rollouts_every == 0 and run.main:
-            log_rollouts(run.folder / ROLLOUTS_FILE, run.state.step, mine[:config.rollouts_per_step], rollout.texts,
-                         answers, scores.tolist(), params.num_samples)
+            log_rollouts(run.folder / ROLLOUTS_FILE, run.state.step, scored, config.rollouts_per_step, params.num_samples)
         if metrics["kl"] > config.max_kl:
             run.stop(f"the mean KL to the reference reached {metrics['kl']:.2f} (> max_kl {config.max_kl}) at step "
                      f"{run.state.step}: the policy is running away from the warm-up model; lower learning_rate or "
@@ -132,6 +149,59 @@ def rl(config: RLConfig) -> dict:
     if run.stop_reason and not run.interrupted and run.main:
         print(f"reftune rl: stopping: {run.stop_reason}", flush=True)
     return run.finish()
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Sampled completions of some questions, their extracted answers and rewards."""
+
+    rollout: Rollout
+    questions: list      # Example per prompt; the rollout's rows come in groups of K per question
+    answers: list        # per row, None where no answer could be extracted
+    scores: torch.Tensor  # (rows,) the ReFT reward per row
+
+
+def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params) -> Scored:
+    """Sample params.num_samples completions per question (with values when there is a value head) and
+    score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none."""
+    rollout = sample(model.policy, tokenizer, [task.prompt(q) for q in questions], params, value_head=model.value_head)
+    answers = task.extract_answers(rollout.texts)
+    golds = [q.answer for q in questions for _ in range(params.num_samples)]
+    scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)], device=rollout.sequences.device)
+    return Scored(rollout, questions, answers, scores)
+
+
+def extra_questions(train: list, config: RLConfig, step: int, round_: int) -> list:
+    """questions_per_step more training questions for a dynamic-sampling round: a pure function of
+    (seed, step, round), so a resumed run draws the same ones."""
+    order = epoch_order(len(train), config.seed * 7919 + round_ + 1, step)
+    return [train[i] for i in order[:config.questions_per_step]]
+
+
+def fill_with_signal(first: Scored, extra: Callable[[int], list], max_rounds: int, accelerator,
+                     sample_more: Callable[[list], Scored], group_size: int, pad_id: int) -> tuple[Scored, int]:
+    """DAPO's dynamic sampling: keep the questions whose samples did not all get the same reward, and
+    sample more questions (extra(round) gives them) until this process has as many as it started with,
+    or max_rounds extra rounds are spent. Every process takes the same number of rounds. Returns the
+    kept questions' samples (the first round as it was if none had signal) and the rounds taken."""
+    wanted, parts, have, rounds = len(first.questions), [], 0, 0
+    for round_ in range(max_rounds + 1):
+        scored = first if round_ == 0 else sample_more(extra(round_ - 1)) if have < wanted else None
+        if scored is not None:
+            keep = informative_rows(scored.scores, group_size, max_groups=wanted - have)
+            groups = keep.view(-1, group_size)[:, 0]
+            parts.append(Scored(select_rows(scored.rollout, keep), [q for q, k in zip(scored.questions, groups) if k],
+                                [a for a, k in zip(scored.answers, keep.tolist()) if k], scored.scores[keep]))
+            have += int(groups.sum())
+        rounds = round_
+        unfilled = torch.tensor(float(have < wanted), device=accelerator.device)
+        if float(accelerator.reduce(unfilled, reduction="sum")) == 0 or round_ == max_rounds:
+            break
+    parts = [part for part in parts if part.questions]
+    if not parts:
+        return first, rounds
+    return Scored(concat_rollouts([p.rollout for p in parts], pad_id), [q for p in parts for q in p.questions],
+                  [a for p in parts for a in p.answers], torch.cat([p.scores for p in parts])), rounds
 
 
 def parameter_groups(model: PolicyWithValueHead, trainable: list, config: RLConfig) -> list[dict]:
@@ -153,16 +223,17 @@ def reference_logps(policy, reference, rollout, micro_batch_size: int, group_siz
     return reference_forward(reference, rollout.sequences, rollout.attention_mask, *layout)
 
 
-def log_rollouts(path, step: int, questions: list, texts: list[str], answers: list, scores: list[float],
-                 num_samples: int) -> None:
-    """Append one samples row (the shape `reftune sample` writes, plus the step) per question."""
+def log_rollouts(path, step: int, scored: Scored, limit: int, num_samples: int) -> None:
+    """Append one samples row (the shape `reftune sample` writes, plus the step) for each of the first
+    `limit` questions of the step."""
+    scores = scored.scores.tolist()
     with open(path, "a") as out:
-        for index, question in enumerate(questions):
+        for index, question in enumerate(scored.questions[:limit]):
             rows = slice(index * num_samples, (index + 1) * num_samples)
             out.write(json.dumps({"step": step, "id": question.id, "question": question.question,
-                                  "gold": question.answer, "samples": texts[rows], "answers": answers[rows],
-                                  "rewards": scores[rows], "correct": [s == CORRECT_REWARD for s in scores[rows]]},
-                                 default=str) + "\n")
+                                  "gold": question.answer, "samples": scored.rollout.texts[rows],
+                                  "answers": scored.answers[rows], "rewards": scores[rows],
+                                  "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
 
 
 def step_metrics(accelerator, scores, kl, response, values, returns, update: dict, times: dict,
