@@ -123,12 +123,30 @@ def command_eval(config) -> int:
     return 0
 
 
+def command_annotate(config) -> int:
+    from reftune.annotate.run import annotate
+
+    summary = annotate(config)
+    print(f"annotate: {summary['covered']} of {summary['questions']} questions have a verified CoT "
+          f"({summary['coverage']:.1%}), {summary['cots']} CoTs; verdicts {summary['verdicts']}; "
+          f"written to {config.output}/annotated.json")
+    return 0
+
+
+def command_serve(config) -> int:
+    from reftune.serve.app import serve
+
+    serve(config)
+    return 0
+
+
 def configs():
     from reftune import config
 
     return {"demo": config.DemoConfig, "sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
             "sample": config.SampleConfig, "offline-st": config.OfflineSTConfig, "online-st": config.OnlineSTConfig,
-            "verifier": config.VerifierConfig, "compare": config.CompareConfig}
+            "verifier": config.VerifierConfig, "compare": config.CompareConfig, "annotate": config.AnnotateConfig,
+            "serve": config.ServeConfig}
 
 
 # subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
@@ -143,6 +161,8 @@ COMMANDS = {
     "online-st": (command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold CoTs"),
     "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
     "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
+    "annotate": (command_annotate, "make verified CoT training data from calculator notes, an endpoint or a local model"),
+    "serve": (command_serve, "an OpenAI-compatible HTTP server over a model reftune loads"),
     "check": (command_check, "verify every gold CoT of a dataset: its final answer and each arithmetic step it states"),
 }
 
@@ -156,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_classes = configs()
     for name, (_, help_text) in COMMANDS.items():
         sub = subcommands.add_parser(name, help=help_text, description=help_text)
+        if name == "serve":
+            sub.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
+                             help="the model to serve (or --model)")
         if name in config_classes:
             add_config_arguments(sub, config_classes[name])
         if name == "check":

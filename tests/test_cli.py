@@ -4,7 +4,7 @@ import pytest
 
 from reftune.cli import main
 
-SUBCOMMANDS = ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "check"]
+SUBCOMMANDS = ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "annotate", "serve", "check"]
 
 
 def test_check_scores_every_gold_cot(tmp_path, capsys):
