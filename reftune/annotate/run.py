@@ -34,7 +34,7 @@ def annotate(config) -> dict:
     if config.source == "notes" and config.style == "python" and not any(q.rationale or q.example.cot for q in questions):
         raise ReftuneError(f"{config.data} holds neither programs nor calculator notes to convert into programs: "
                            f"use --source model, or --style nl")
-    api_key = read_api_key(config.api_key_env)
+    make_cots = open_source(config, task, questions, read_api_key(config.api_key_env))  # fails fast, before any file
 
     # 2. the output folder and its journal
     folder = Path(config.output)
@@ -51,7 +51,7 @@ def annotate(config) -> dict:
     bar = progress_bar(config, questions, state)
     recorder = Recorder(task, journal, state, config.keep_per_question, on_verdict=bar.refresh_coverage)
     try:
-        make_cots(config, task, questions, recorder, api_key)
+        make_cots(recorder)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -68,10 +68,11 @@ def annotate(config) -> dict:
     return summary
 
 
-def make_cots(config, task, questions: list[Question], recorder: Recorder, api_key: str | None) -> None:
+def open_source(config, task, questions: list[Question], api_key: str | None):
+    """The function that makes and records the CoTs, once the source is known to work: the endpoint
+    answered with its model list, or the local model loaded."""
     if config.source == "notes":
-        annotate_from_notes(task, questions, recorder)
-        return
+        return lambda recorder: annotate_from_notes(task, questions, recorder)
     few_shot = read_few_shot(config.task, config.style, config.prompt_file)
     sampling = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_new_tokens,
                 "stop": STOP}
@@ -82,13 +83,14 @@ def make_cots(config, task, questions: list[Question], recorder: Recorder, api_k
         client = OpenAIClient(config.endpoint, config.api_model, api_key, config.request_timeout, config.retries,
                               config.backoff)
         client.check_model()
-        annotate_from_endpoint(task, questions, recorder, client, prompts, config.num_samples, config.concurrency)
-    else:
-        from reftune.annotate.local import LocalSampler  # torch and transformers: only for a local model
+        return lambda recorder: annotate_from_endpoint(task, questions, recorder, client, prompts,
+                                                       config.num_samples, config.concurrency)
+    from reftune.annotate.local import LocalSampler  # torch and transformers: only for a local model
 
-        texts = [completion_prompt_text(prompts, task, q) for q in questions[:200]]
-        sampler = LocalSampler(config.model, tokenizer_texts=texts, seed=config.seed)
-        annotate_from_local(task, questions, recorder, sampler, prompts, config.num_samples, config.batch_size)
+    texts = [completion_prompt_text(prompts, task, q) for q in questions[:200]]
+    sampler = LocalSampler(config.model, tokenizer_texts=texts, seed=config.seed)
+    return lambda recorder: annotate_from_local(task, questions, recorder, sampler, prompts, config.num_samples,
+                                                config.batch_size)
 
 
 def completion_prompt_text(prompts: ModelPrompts, task, question: Question) -> str:
