@@ -72,10 +72,12 @@ def serve(config) -> None:
     if not is_loopback(config.host):
         print(f"serve: warning: listening on {config.host}, reachable from other machines; the server has no "
               f"authentication", flush=True)
-    print(f"serve: {served_name} at http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
     try:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        print(f"serve: {served_name} at http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
         server.run(sockets=[listener])
+    except KeyboardInterrupt:  # before uvicorn took over Ctrl-C, or uvicorn re-raising it once shut down
+        pass
     finally:
         batcher.close()
         listener.close()

@@ -84,7 +84,7 @@ def _request(body: dict, prompts: list, served_name: str, max_tokens_limit: int,
     if model is not None and model != served_name:
         raise BadRequest(f"model {model!r} not found: this server serves {served_name!r}", status=404)
     max_tokens = _number(body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens",
-                         DEFAULT_MAX_TOKENS, int, 1, max_tokens_limit)
+                         min(DEFAULT_MAX_TOKENS, max_tokens_limit), int, 1, max_tokens_limit)
     temperature = _number(body, "temperature", 1.0, float, 0.0, 10.0)
     top_p = _number(body, "top_p", 1.0, float, 1e-6, 1.0)
     n = _number(body, "n", 1, int, 1, 64)
