@@ -130,7 +130,7 @@ def command_annotate(config) -> int:
     print(f"annotate: {summary['covered']} of {summary['questions']} questions have a verified CoT "
           f"({summary['coverage']:.1%}), {summary['cots']} CoTs; verdicts {summary['verdicts']}; "
           f"written to {config.output}/annotated.json")
-    return 0
+    return 130 if summary["interrupted"] else 0
 
 
 def command_serve(config) -> int:

@@ -62,6 +62,7 @@ def annotate(config) -> dict:
 
     # 4. the files, from the journal's state
     summary = write_outputs(folder, config, task, [q.example for q in questions], state, seconds=0.0)
+    summary["interrupted"] = interrupted
     if interrupted:
         print(f"annotate: interrupted; what arrived is kept in {folder / JOURNAL_NAME}. Run the same command "
               f"again to continue.")
