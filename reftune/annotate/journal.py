@@ -128,7 +128,8 @@ class Journal:
             needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
-            raise ReftuneError(f"cannot write the journal {path} ({exc.strerror}): choose a writable --output") from None
+            raise ReftuneError(f"cannot write the journal {path} ({exc.strerror}): "
+                               f"choose a writable --output") from None
         if needs_newline:  # a kill cut the last line short: start the next event on its own line
             self._file.write("\n")
 

@@ -5,7 +5,8 @@ A prompt file holds examples in the authors' layout, "Question:\\n...\\nAnswer r
 blank line between them; the question to answer follows in the same layout (the task's own prompt).
 Built-in files live beside this module as `<task>-<style>.txt`; a task without one gets GSM8K's.
 
->>> blocks = parse_examples("Question:\\nq1?\\nAnswer reasoning:\\n1 + 1 = 2\\n\\nQuestion:\\nq2?\\nAnswer reasoning:\\nr2\\n")
+>>> two = "Question:\\nq1?\\nAnswer reasoning:\\n1 + 1 = 2\\n\\nQuestion:\\nq2?\\nAnswer reasoning:\\nr2\\n"
+>>> blocks = parse_examples(two)
 >>> [(block.question, block.reasoning) for block in blocks]
 [('q1?', '1 + 1 = 2'), ('q2?', 'r2')]
 >>> cut_completion("7 + 2 = 9\\nTherefore, the answer is: 9\\n\\nQuestion:\\nnext one")

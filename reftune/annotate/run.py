@@ -31,7 +31,8 @@ def annotate(config) -> dict:
     if config.style == "python" and config.task in NO_PROGRAM_FORM:
         raise ReftuneError(f"task {config.task} has no program form (--style python): {NO_PROGRAM_FORM[config.task]}")
     questions = load_questions(task, config)
-    if config.source == "notes" and config.style == "python" and not any(q.rationale or q.example.cot for q in questions):
+    has_programs = any(q.rationale or q.example.cot for q in questions)
+    if config.source == "notes" and config.style == "python" and not has_programs:
         raise ReftuneError(f"{config.data} holds neither programs nor calculator notes to convert into programs: "
                            f"use --source model, or --style nl")
     make_cots = open_source(config, task, questions, read_api_key(config.api_key_env))  # fails fast, before any file

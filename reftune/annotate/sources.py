@@ -84,7 +84,9 @@ def notes_candidate(task, question: Question) -> Candidate | str:
     example = question.example
     if task.style == "python" and question.rationale:
         conversion = notes_to_program(example.question, question.rationale, example.answer)
-        return Candidate(question, 0, conversion.program, conversion.program) if conversion.program else conversion.problem
+        if not conversion.program:
+            return conversion.problem
+        return Candidate(question, 0, conversion.program, conversion.program)
     if not example.cot:
         return f"the record has no {task.style!r} CoT and no calculator notes to convert"
     return Candidate(question, 0, task.target(example), example.cot.strip())
