@@ -96,7 +96,10 @@ def replay(path: Path) -> AnnotationState:
             except json.JSONDecodeError:
                 continue
             if isinstance(event, dict):
-                state.record(event)
+                try:
+                    state.record(event)
+                except (KeyError, TypeError, ValueError):
+                    continue  # an event without the fields its kind needs: not one this code wrote
     return state
 
 
@@ -118,11 +121,12 @@ def cache_key(model: str, prompt: str, sampling: dict, sample_index: int) -> str
 
 
 class Journal:
-    """Appends events to journal.jsonl, one line each, flushed at once; safe from several threads."""
+    """Appends events to journal.jsonl, one line each, flushed at once; safe from several threads.
+    `lock` also guards the AnnotationState that append() updates."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
@@ -136,14 +140,14 @@ class Journal:
     def append(self, event: dict, state: AnnotationState | None = None) -> None:
         event = {"time": round(time.time(), 3), **event}
         line = json.dumps(event, ensure_ascii=False) + "\n"
-        with self._lock:
+        with self.lock:
             self._file.write(line)
             self._file.flush()
             if state is not None:
                 state.record(event)
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()

@@ -3,7 +3,7 @@ source hands every CoT to a Recorder, which verifies it and writes the verdict t
 from __future__ import annotations
 
 import re
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from reftune.annotate.client import Completion, OpenAIClient, RequestFailed
@@ -46,8 +46,9 @@ class Recorder:
 
     def finished(self, question: Question, num_samples: int) -> bool:
         item_id = question.example.id
-        return (len(self.state.kept(item_id)) >= self.keep_per_question
-                or all(self.state.sample_done(item_id, index) for index in range(num_samples)))
+        with self.journal.lock:  # request threads ask while this thread records
+            return (len(self.state.kept(item_id)) >= self.keep_per_question
+                    or all(self.state.sample_done(item_id, index) for index in range(num_samples)))
 
     def record(self, candidates: list[Candidate]) -> None:
         verdicts = verify_cots(self.task, [c.checked_text for c in candidates],
@@ -157,11 +158,9 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="annotate")
     try:
         pending = {pool.submit(fetch, question, index): (question, index) for question, index in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                question, index = pending.pop(future)
-                _file_outcome(task, recorder, question, index, future.result())
+        for future in as_completed(pending):
+            question, index = pending[future]
+            _file_outcome(task, recorder, question, index, future.result())
     finally:
         client.stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
