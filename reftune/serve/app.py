@@ -10,12 +10,12 @@ import json
 import socket
 
 from reftune.errors import ReftuneError
-from reftune.serve.batcher import Batcher
 from reftune.serve.protocol import (BadRequest, chat_request, completion_request, completion_response, error_body,
                                     models_response)
 
 
-def build_app(batcher: Batcher, served_name: str, max_tokens_limit: int):
+def build_app(batcher, served_name: str, max_tokens_limit: int):
+    """The Starlette app; `batcher` is a reftune.serve.batcher.Batcher (anything with submit())."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
@@ -58,14 +58,23 @@ def build_app(batcher: Batcher, served_name: str, max_tokens_limit: int):
 
 
 def serve(config) -> None:
-    """Load the model, bind the port (0: a free one), print the URL, serve until Ctrl-C."""
-    import uvicorn
-
-    from reftune.models import load_policy
-
+    """Bind the port (0: a free one), load the model, print the URL, serve until Ctrl-C."""
     served_name = config.served_name or config.model
-    policy = load_policy(config.model, tokenizer_texts=tiny_tokenizer_texts(config), seed=config.seed)
-    listener = bind(config.host, config.port)
+    listener = bind(config.host, config.port)  # a port in use is refused before the slow imports and loading
+    try:
+        import uvicorn
+
+        from reftune.models import load_policy
+        from reftune.serve.batcher import Batcher  # torch: loaded once the port is ours
+
+        policy = load_policy(config.model, tokenizer_texts=tiny_tokenizer_texts(config), seed=config.seed)
+    except KeyboardInterrupt:
+        listener.close()
+        print("serve: stopped while loading the model", flush=True)
+        return
+    except BaseException:
+        listener.close()
+        raise
     host, port = listener.getsockname()[:2]
     batcher = Batcher(policy, config.max_batch, config.seed)
     app = build_app(batcher, served_name, config.max_tokens_limit)
@@ -73,8 +82,8 @@ def serve(config) -> None:
         print(f"serve: warning: listening on {config.host}, reachable from other machines; the server has no "
               f"authentication", flush=True)
     try:
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-        print(f"serve: {served_name} at http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
+        server = announcing_server(uvicorn, uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5),
+                                   f"serve: {served_name} at http://{host}:{port}/v1 (Ctrl-C stops)")
         server.run(sockets=[listener])
     except KeyboardInterrupt:  # before uvicorn took over Ctrl-C, or uvicorn re-raising it once shut down
         pass
@@ -82,6 +91,18 @@ def serve(config) -> None:
         batcher.close()
         listener.close()
     print("serve: stopped", flush=True)
+
+
+def announcing_server(uvicorn, config, announcement: str):
+    """A uvicorn server that prints `announcement` once it is up, with its Ctrl-C handling in place: a
+    client (or a test) that waits for the URL can then rely on it."""
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            print(announcement, flush=True)
+
+    return AnnouncingServer(config)
 
 
 def bind(host: str, port: int) -> socket.socket:
