@@ -139,7 +139,8 @@ class Journal:
 
     def append(self, event: dict, state: AnnotationState | None = None) -> None:
         event = {"time": round(time.time(), 3), **event}
-        line = json.dumps(event, ensure_ascii=False) + "\n"
+        # ASCII escapes: a U+2028 in a question would end the line for readers that split on it.
+        line = json.dumps(event) + "\n"
         with self.lock:
             self._file.write(line)
             self._file.flush()

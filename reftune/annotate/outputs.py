@@ -65,7 +65,7 @@ def write_outputs(folder: Path, config, task, examples: list, state: AnnotationS
     write_atomically(folder / ANNOTATED_NAME, json.dumps(annotated_records(task, examples, state), indent=1,
                                                          ensure_ascii=False) + "\n")
     rejects = reject_records(task, examples, state)
-    write_atomically(folder / REJECTS_NAME, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejects))
+    write_atomically(folder / REJECTS_NAME, "".join(json.dumps(row) + "\n" for row in rejects))
     summary = summarize(config, examples, state, seconds)
     write_atomically(folder / SUMMARY_NAME, json.dumps(summary, indent=1) + "\n")
     return summary

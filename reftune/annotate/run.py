@@ -17,7 +17,7 @@ from reftune.annotate.journal import JOURNAL_NAME, RUN_IDENTITY, Journal, check_
 from reftune.annotate.outputs import write_outputs
 from reftune.annotate.prompts import STOP, read_few_shot
 from reftune.annotate.sources import (ModelPrompts, Question, Recorder, annotate_from_endpoint,
-                                      annotate_from_local, annotate_from_notes)
+                                      annotate_from_local, annotate_from_notes, question_finished)
 from reftune.errors import ReftuneError
 from reftune.tasks import get_task
 from reftune.tasks.base import read_rows, resolve_data_file
@@ -35,15 +35,17 @@ def annotate(config) -> dict:
     if config.source == "notes" and config.style == "python" and not has_programs:
         raise ReftuneError(f"{config.data} holds neither programs nor calculator notes to convert into programs: "
                            f"use --source model, or --style nl")
-    make_cots = open_source(config, task, questions, read_api_key(config.api_key_env))  # fails fast, before any file
 
-    # 2. the output folder and its journal
+    # 2. the output folder: its journal replayed, then the source opened (both fail before any write)
     folder = Path(config.output)
     if folder.exists() and not folder.is_dir():
         raise ReftuneError(f"--output {folder} is a file, not a folder: choose a folder path")
     state = replay(folder / JOURNAL_NAME)
     run = run_identity(config)
     check_same_run(state, run, folder)
+    samples = 1 if config.source == "notes" else config.num_samples
+    left = [q for q in questions if not question_finished(state, q.example.id, samples, config.keep_per_question)]
+    make_cots = open_source(config, task, questions, read_api_key(config.api_key_env), nothing_left=not left)
     journal = Journal(folder / JOURNAL_NAME)
     journal.append({"event": "start", "run": run, "options": public_options(config)}, state)
 
@@ -70,10 +72,10 @@ def annotate(config) -> dict:
     return summary
 
 
-def open_source(config, task, questions: list[Question], api_key: str | None):
+def open_source(config, task, questions: list[Question], api_key: str | None, nothing_left: bool):
     """The function that makes and records the CoTs, once the source is known to work: the endpoint
-    answered with its model list, or the local model loaded."""
-    if config.source == "notes":
+    answered with its model list, or the local model loaded (not when no question is left to do)."""
+    if config.source == "notes" or (nothing_left and not config.endpoint):
         return lambda recorder: annotate_from_notes(task, questions, recorder)
     few_shot = read_few_shot(config.task, config.style, config.prompt_file)
     sampling = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_new_tokens,

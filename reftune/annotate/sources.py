@@ -45,10 +45,8 @@ class Recorder:
         self.on_verdict = on_verdict or (lambda: None)
 
     def finished(self, question: Question, num_samples: int) -> bool:
-        item_id = question.example.id
         with self.journal.lock:  # request threads ask while this thread records
-            return (len(self.state.kept(item_id)) >= self.keep_per_question
-                    or all(self.state.sample_done(item_id, index) for index in range(num_samples)))
+            return question_finished(self.state, question.example.id, num_samples, self.keep_per_question)
 
     def record(self, candidates: list[Candidate]) -> None:
         verdicts = verify_cots(self.task, [c.checked_text for c in candidates],
@@ -71,6 +69,12 @@ class Recorder:
         kept = self.state.kept(candidate.question.example.id)
         seen = {normalized(event["answer_cot"]) for event in kept}
         return len(kept) < self.keep_per_question and normalized(candidate.answer_cot) not in seen
+
+
+def question_finished(state: AnnotationState, item_id: str, num_samples: int, keep_per_question: int) -> bool:
+    """K CoTs kept, or a verdict for every sample that no new request could change."""
+    return (len(state.kept(item_id)) >= keep_per_question
+            or all(state.sample_done(item_id, index) for index in range(num_samples)))
 
 
 def normalized(cot: str) -> str:

@@ -96,8 +96,8 @@ def test_annotate_samples_the_served_model_through_the_http_path(server, tmp_pat
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_server_cleanly():
-    process, _ = start_server("tiny")
+def test_ctrl_c_stops_the_server_cleanly(server):
+    process, _ = server  # the module's server, last of this file's tests
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0 and "serve: stopped" in out and "Traceback" not in out
