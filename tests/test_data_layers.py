@@ -3,6 +3,8 @@ web or annotation code."""
 import subprocess
 import sys
 
+import pytest
+
 
 def imported_after(statement: str, names: tuple[str, ...]) -> list[str]:
     code = f"import sys; {statement}; print(sorted(m for m in {names!r} if m in sys.modules))"
@@ -14,6 +16,7 @@ def test_verification_and_annotate_import_without_torch_or_transformers():
     assert imported_after("import reftune.verification, reftune.annotate.run, reftune.annotate.client", heavy) == []
 
 
+@pytest.mark.slow
 def test_training_stages_never_import_annotate_or_serve():
     stages = ", ".join(f"reftune.stages.{name}" for name in ("sft", "rl", "evaluate", "offline_st", "online_st",
                                                              "verifier", "demo", "compare"))

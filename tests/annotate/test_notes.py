@@ -50,6 +50,7 @@ def test_quotes_and_backslashes_in_the_question_keep_the_docstring_whole():
     assert run_programs([conversion.program])[0].value == 5
 
 
+@pytest.mark.slow
 def test_svamp_equations_give_both_styles_and_chal_680_is_rejected_for_its_wrong_step(tmp_path, shared_data):
     data = shared_data / "svamp" / "SVAMP.json"
     for style in ("nl", "python"):

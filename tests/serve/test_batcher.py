@@ -11,6 +11,7 @@ def request(prompt: str, n: int = 1, max_tokens: int = 8) -> GenerationRequest:
     return GenerationRequest([prompt], max_tokens, 1.0, 1.0, n, ("\n\n",), chat=False)
 
 
+@pytest.mark.slow  # the tiny_policy fixture fits a tokenizer and builds a model
 def test_requests_waiting_together_share_one_sampling_call(tiny_policy):
     batcher = Batcher(tiny_policy, max_batch=16, seed=0)
     try:
@@ -24,6 +25,7 @@ def test_requests_waiting_together_share_one_sampling_call(tiny_policy):
         batcher.close()
 
 
+@pytest.mark.slow
 def test_a_prompt_longer_than_the_context_is_refused_at_once(tiny_policy):
     batcher = Batcher(tiny_policy, max_batch=4, seed=0)
     try:
