@@ -147,8 +147,10 @@ def _phrase_name(line: str, note: re.Match) -> str:
     words = _phrase_words(after, from_start=True)
     if not words:
         words = _phrase_words(before, from_start=False)
-    elif words[0] == "per":  # "12/60 = $0.2 per minute": what is per minute comes before
-        words = _phrase_words(before, from_start=False)[-1:] + words
+    elif words[0] == "per" or len(words) == 1:
+        # A lone unit says little ("46 legs"): the word before the arithmetic says whose ("kangaroos
+        # have 23*2 = 46 legs" -> kangaroos_legs), as it says what is per minute in "earns 12/60 per minute".
+        words = [word for word in _phrase_words(before, from_start=False)[-1:] if word != words[-1]] + words
     return "_".join(words)
 
 
