@@ -40,7 +40,7 @@ class Batcher:
 
     def submit(self, request: GenerationRequest) -> Future:
         """Queue a request; a prompt the model cannot take raises BadRequest here, at once."""
-        texts = [self._render(prompt) for prompt in request.prompts]
+        texts = [self.render(prompt) for prompt in request.prompts]
         lengths = [len(self.policy.tokenizer(text)["input_ids"]) for text in texts]
         for length in lengths:
             if length == 0:
@@ -56,7 +56,7 @@ class Batcher:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def _render(self, prompt) -> str:
+    def render(self, prompt) -> str:
         if isinstance(prompt, str):
             return prompt
         tokenizer = self.policy.tokenizer

@@ -36,3 +36,18 @@ def test_a_prompt_longer_than_the_context_is_refused_at_once(tiny_policy):
         assert len(batcher.submit(request("Question:\n")).result(timeout=60)) == 1  # still serving
     finally:
         batcher.close()
+
+
+@pytest.mark.slow
+def test_chat_messages_go_through_the_models_chat_template(tiny_policy):
+    tiny_policy.tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                                           "{% if add_generation_prompt %}assistant: {% endif %}")
+    batcher = Batcher(tiny_policy, max_batch=4, seed=0)
+    try:
+        messages = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "What is 2 + 3?"}]
+        assert batcher.render(messages) == "system: Solve it.\nuser: What is 2 + 3?\nassistant: "
+        chat = GenerationRequest([messages], 8, 0.0, 1.0, 1, (), chat=True)
+        [generation] = batcher.submit(chat).result(timeout=60)
+        assert generation.prompt_tokens == len(tiny_policy.tokenizer(batcher.render(messages))["input_ids"])
+    finally:
+        batcher.close()
