@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from reftune.annotate.client import Completion
+from reftune.annotate.prompts import render_chat
 from reftune.errors import ReftuneError
 from reftune.models import load_policy
 from reftune.rollout import SamplingParams, sample
@@ -35,10 +36,10 @@ class LocalSampler:
         """A plain prompt as it is; chat messages through the tokenizer's chat template."""
         if isinstance(prompt, str):
             return prompt
-        tokenizer = self.policy.tokenizer
-        if not getattr(tokenizer, "chat_template", None):
+        rendered = render_chat(self.policy.tokenizer, prompt)
+        if rendered is None:
             raise ReftuneError(f"model {self.policy.name} has no chat template: drop --chat to give it a plain prompt")
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return rendered
 
     def complete(self, request: LocalSamplingRequest) -> list[list[Completion]]:
         """request.num_samples completions for each prompt, in prompt order."""

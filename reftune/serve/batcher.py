@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from reftune.annotate.prompts import render_chat
 from reftune.rollout import SamplingParams, sample
 from reftune.serve.protocol import BadRequest, Generation, GenerationRequest, cut_at_stop
 
@@ -59,10 +60,10 @@ class Batcher:
     def render(self, prompt) -> str:
         if isinstance(prompt, str):
             return prompt
-        tokenizer = self.policy.tokenizer
-        if not getattr(tokenizer, "chat_template", None):
+        rendered = render_chat(self.policy.tokenizer, prompt)
+        if rendered is None:
             raise BadRequest("this model has no chat template: use /v1/completions with a plain prompt")
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return rendered
 
     # ---- the model's thread -----------------------------------------------------------------------
     def _loop(self) -> None:
