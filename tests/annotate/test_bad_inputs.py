@@ -110,3 +110,14 @@ def test_missing_options_and_a_file_as_output(tmp_path, capsys, arithmetic_data)
     a_file.write_text("")
     assert "is a file" in run_annotate(capsys, "--task", "arithmetic", "--data", data, "--output", a_file)
     assert os.path.getsize(a_file) == 0
+
+
+def test_a_prompt_file_that_is_missing_or_holds_no_examples(tmp_path, capsys, arithmetic_data, fake_endpoint):
+    data, _ = arithmetic_data
+    err = run_annotate(capsys, *model_args(data, tmp_path / "out", fake_endpoint.url, "--prompt-file", tmp_path / "no.txt"))
+    assert "cannot read --prompt-file" in err
+    prose = tmp_path / "prose.txt"
+    prose.write_text("Solve these carefully, please.")
+    err = run_annotate(capsys, *model_args(data, tmp_path / "out", fake_endpoint.url, "--prompt-file", prose))
+    assert "holds no 'Question:' / 'Answer reasoning:' examples" in err
+    assert not (tmp_path / "out").exists()
