@@ -12,30 +12,35 @@ from reftune.errors import ReftuneError
 
 
 def check_gold(task_name: str, style: str, split: str, data: str | None, limit: int | None) -> dict:
-    """Load a task's data, build every SFT target, and score the targets with the ReFT reward:
-    each gold CoT must earn 1.0. The end-to-end check of data, answer extraction and execution."""
-    from reftune.rewards import score_completions
+    """Load a task's data, build every SFT target, and verify each one (reftune.verification): the
+    final answer against the gold, programs run in the sandbox, and every arithmetic step it states."""
     from reftune.tasks import get_task
+    from reftune.verification import VERDICT_STATUSES, verify_cots
 
     task = get_task(task_name, style=style)
     started = time.perf_counter()
     examples = task.load(split, data)[:limit]
     with_cot = [example for example in examples if example.cot]
-    scores = score_completions(task, [task.target(e) for e in with_cot], [e.answer for e in with_cot])
+    verdicts = verify_cots(task, [task.target(e) for e in with_cot], [e.answer for e in with_cot])
+    counts = {status: sum(v.status == status for v in verdicts) for status in VERDICT_STATUSES}
     return {
         "task": task_name, "style": style, "split": split, "examples": len(examples),
-        "with_cot": len(with_cot), "gold_cot_correct": sum(score == 1.0 for score in scores),
-        "not_correct_ids": [e.id for e, score in zip(with_cot, scores) if score != 1.0][:10],
+        "with_cot": len(with_cot), "gold_cot_correct": counts["correct"],
+        "counts": {status: count for status, count in counts.items() if count},
+        "not_correct": [{"id": e.id, "status": v.status, "detail": v.detail}
+                        for e, v in zip(with_cot, verdicts) if not v.ok][:10],
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
 def print_check(result: dict) -> None:
+    counts = ", ".join(f"{count} {status}" for status, count in result["counts"].items())
     print(f"{result['task']} ({result['style']}, {result['split']}): {result['examples']} examples, "
-          f"{result['with_cot']} with a gold CoT, {result['gold_cot_correct']} of them scored 1.0 "
-          f"by the reward ({result['seconds']} s)")
-    if result["not_correct_ids"]:
-        print(f"  not 1.0: {', '.join(result['not_correct_ids'])}")
+          f"{result['with_cot']} with a gold CoT: {counts or 'nothing to verify'} ({result['seconds']} s)")
+    for bad in result["not_correct"]:
+        print(f"  {bad['id']}: {bad['status']}: {bad['detail']}")
+    if len(result["not_correct"]) < result["with_cot"] - result["gold_cot_correct"]:
+        print(f"  ... (the first {len(result['not_correct'])} shown)")
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -122,12 +127,30 @@ def command_review(args: argparse.Namespace) -> int:
     return review(args)
 
 
+def command_annotate(config) -> int:
+    from reftune.annotate.run import annotate
+
+    summary = annotate(config)
+    print(f"annotate: {summary['covered']} of {summary['questions']} questions have a verified CoT "
+          f"({summary['coverage']:.1%}), {summary['cots']} CoTs; verdicts {summary['verdicts']}; "
+          f"written to {config.output}/annotated.json")
+    return 130 if summary["interrupted"] else 0
+
+
+def command_serve(config) -> int:
+    from reftune.serve.app import serve
+
+    serve(config)
+    return 0
+
+
 def configs():
     from reftune import config
 
     return {"demo": config.DemoConfig, "sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
             "sample": config.SampleConfig, "offline-st": config.OfflineSTConfig, "online-st": config.OnlineSTConfig,
-            "verifier": config.VerifierConfig, "compare": config.CompareConfig}
+            "verifier": config.VerifierConfig, "compare": config.CompareConfig, "annotate": config.AnnotateConfig,
+            "serve": config.ServeConfig}
 
 
 # subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
@@ -142,8 +165,10 @@ COMMANDS = {
     "online-st": (command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold CoTs"),
     "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
     "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
-    "check": (command_check, "score every gold CoT of a dataset with the ReFT reward (all should be 1.0)"),
+    "annotate": (command_annotate, "make verified CoT training data from calculator notes, an endpoint or a local model"),
+    "serve": (command_serve, "an OpenAI-compatible HTTP server over a model reftune loads"),
     "review": (command_review, "a local web app to browse, check, correct and export CoTs (samples, rollouts, data)"),
+    "check": (command_check, "verify every gold CoT of a dataset: its final answer and each arithmetic step it states"),
 }
 
 
@@ -161,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_classes = configs()
     for name, (_, help_text) in COMMANDS.items():
         sub = subcommands.add_parser(name, help=help_text, description=help_text)
+        if name == "serve":
+            sub.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
+                             help="the model to serve (or --model)")
         if name in config_classes:
             add_config_arguments(sub, config_classes[name])
         if name == "check":

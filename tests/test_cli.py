@@ -4,22 +4,32 @@ import pytest
 
 from reftune.cli import main
 
-SUBCOMMANDS = ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "check",
-               "review"]
+SUBCOMMANDS = ["demo", "sft", "rl", "eval", "sample", "offline-st", "online-st", "verifier", "compare", "annotate",
+               "serve", "review", "check"]
 
 
 def test_check_scores_every_gold_cot(tmp_path, capsys):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"question": "q?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"}) + "\n")
     assert main(["check", "--task", "gsm8k", "--data", str(path)]) == 0
-    assert "1 examples, 1 with a gold CoT, 1 of them scored 1.0" in capsys.readouterr().out
+    assert "1 examples, 1 with a gold CoT: 1 correct" in capsys.readouterr().out
 
 
 def test_check_fails_when_a_gold_does_not_score(tmp_path, capsys):
     path = tmp_path / "svamp.json"
     path.write_text(json.dumps([{"Body": "b.", "Question": "q?", "Equation": "( 4.0 - 2.0 )", "Answer": 1.0}]))
     assert main(["check", "--task", "svamp", "--style", "python", "--data", str(path)]) == 1
-    assert "not 1.0: svamp_0" in capsys.readouterr().out
+    assert "svamp_0: wrong_answer: answer 2 but the gold is 1" in capsys.readouterr().out
+
+
+def test_check_reports_a_wrong_stated_step_with_its_line(tmp_path, capsys):
+    path = tmp_path / "svamp.json"
+    path.write_text(json.dumps([{"Body": "b.", "Question": "q?", "Equation": "( 4.0 - 2.0 ) + 3.0", "Answer": 1.0},
+                                {"Body": "c.", "Question": "q?", "Equation": "( 4.0 - 2.0 )", "Answer": 2.0}]))
+    assert main(["check", "--task", "svamp", "--data", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 with a gold CoT: 1 correct, 1 wrong_step" in out
+    assert "svamp_0: wrong_step: line 1: ( 4.0 - 2.0 ) + 3.0 gives 1 (is 5)" in out
 
 
 def test_a_users_mistake_is_one_line_without_a_trace(tmp_path, capsys):

@@ -1,0 +1,1 @@
+"""Making chain-of-thought training data (`reftune annotate`): sources, verification, journal."""

@@ -1,0 +1,1 @@
+"""An OpenAI-compatible HTTP server over any model reftune loads (`reftune serve`)."""

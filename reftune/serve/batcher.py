@@ -1,0 +1,123 @@
+"""Batching: requests that arrive while the model is busy (or within a few milliseconds of each other)
+are answered by one `reftune.rollout.sample` call per set of sampling parameters. The model runs on
+one thread; the web server only waits on futures."""
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import torch
+
+from reftune.annotate.prompts import render_chat
+from reftune.rollout import SamplingParams, sample
+from reftune.serve.protocol import BadRequest, Generation, GenerationRequest, cut_at_stop
+
+GATHER_SECONDS = 0.005  # how long the first request of a batch waits for company
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request waiting for the model."""
+
+    request: GenerationRequest
+    texts: list[str]  # the prompts as the model reads them (chat messages rendered)
+    prompt_tokens: list[int]  # tokens per prompt
+    future: Future  # resolves to a list of Generations, n per prompt, prompt by prompt
+
+
+class Batcher:
+    def __init__(self, policy, max_batch: int, seed: int):
+        self.policy = policy
+        self.max_batch = max_batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.context = int(getattr(policy.model.config, "max_position_embeddings", 0) or 0)
+        self.batch_sizes: list[int] = []  # rows per sampling call, for tests and curiosity
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="reftune-serve-model", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> Future:
+        """Queue a request; a prompt the model cannot take raises BadRequest here, at once."""
+        texts = [self.render(prompt) for prompt in request.prompts]
+        lengths = [len(self.policy.tokenizer(text)["input_ids"]) for text in texts]
+        for length in lengths:
+            if length == 0:
+                raise BadRequest("the prompt is empty")
+            if self.context and length + request.max_tokens > self.context:
+                raise BadRequest(f"the prompt has {length} tokens; with max_tokens {request.max_tokens} that exceeds "
+                                 f"the model's context of {self.context} tokens: shorten it or ask for fewer tokens")
+        job = _Job(request, texts, lengths, Future())
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def render(self, prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        rendered = render_chat(self.policy.tokenizer, prompt)
+        if rendered is None:
+            raise BadRequest("this model has no chat template: use /v1/completions with a plain prompt")
+        return rendered
+
+    # ---- the model's thread -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = self._gather(first)
+            groups: dict[tuple, list[_Job]] = defaultdict(list)
+            for job in jobs:
+                request = job.request
+                groups[(request.temperature, request.top_p, request.max_tokens)].append(job)
+            for (temperature, top_p, max_tokens), group in groups.items():
+                self._answer(group, SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens))
+
+    def _gather(self, first: _Job) -> list[_Job]:
+        """The first job and whatever else arrives soon, up to max_batch prompt rows."""
+        jobs, rows = [first], _rows(first)
+        while rows < self.max_batch:
+            try:
+                job = self._queue.get(timeout=GATHER_SECONDS)
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # close() after this batch
+                break
+            jobs.append(job)
+            rows += _rows(job)
+        return jobs
+
+    def _answer(self, jobs: list[_Job], params: SamplingParams) -> None:
+        """One sampling call for all rows of `jobs`; each future gets its own rows. A failure fails
+        these requests (a 500 each), never the server."""
+        prompts = [text for job in jobs for text in job.texts for _ in range(job.request.n)]
+        try:
+            rollout = sample(self.policy.model, self.policy.tokenizer, prompts, params, generator=self.generator)
+        except Exception as exc:  # the server must outlive whatever one batch does
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        self.batch_sizes.append(len(prompts))
+        tokens_out = rollout.response_mask.sum(dim=1).tolist()
+        row = 0
+        for job in jobs:
+            generations = []
+            for prompt_tokens in job.prompt_tokens:
+                for _ in range(job.request.n):
+                    text, stopped = cut_at_stop(rollout.texts[row], job.request.stop)
+                    finished = stopped or bool(rollout.finished[row])
+                    generations.append(Generation(text, prompt_tokens, int(tokens_out[row]),
+                                                  "stop" if finished else "length"))
+                    row += 1
+            job.future.set_result(generations)
+
+
+def _rows(job: _Job) -> int:
+    return len(job.texts) * job.request.n
