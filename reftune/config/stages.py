@@ -25,6 +25,9 @@ class SFTConfig(TrainingOptions, TaskOptions, ModelOptions, RunOptions):
     """Fraction of the steps with a linearly rising lr, then linear decay to 0 (the paper)."""
     max_length: int = 700
     """Longest prompt + target in tokens; longer examples are skipped and counted."""
+    check_cots: bool = False
+    """Drop training examples whose gold CoT fails `reftune check` (a wrong final answer, a failing
+    program, or a wrongly stated arithmetic step), and say how many and why."""
 
     def __post_init__(self):
         self.check_training()

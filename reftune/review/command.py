@@ -6,13 +6,11 @@ shows the same state.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import secrets
-import socket
 import threading
 import webbrowser
 
-from reftune.errors import ReftuneError
+from reftune.listening import bind, is_loopback, url_of
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
@@ -33,13 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the CoT style (default: config.yaml, else guessed from the CoTs)")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def host_warning(host: str) -> str | None:
@@ -50,25 +41,8 @@ def host_warning(host: str) -> str | None:
             f"open the app, read the data and change this review")
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: the system picks a free one); one clear line when it cannot be had."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise ReftuneError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port, or "
-                           f"--port 0 for a free one") from None
-    sock.listen(128)
-    return sock
 
 
-def url_of(sock: socket.socket, host: str) -> str:
-    port = sock.getsockname()[1]
-    shown = f"[{host.strip('[]')}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
 
 
 def command_review(args: argparse.Namespace) -> int:

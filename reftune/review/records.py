@@ -5,7 +5,6 @@ A row that cannot be read becomes an error record that says why; the rest of the
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from reftune.review.checking import check_cots
 from reftune.review.sources import WHAT_IT_READS, InputFile, Source, choose_task, find_inputs, label_for
 from reftune.selection import majority_vote
 from reftune.tasks import Task, get_task
+from reftune.tasks.base import json_rows
 
 # a sample's status: the verdicts of reftune.verification, "" where nothing checked it
 STATUS_OUTCOMES = {"correct": "correct", "wrong_answer": "wrong", "wrong_step": "wrong",
@@ -108,21 +108,8 @@ def read_raw_rows(path: Path) -> list[RawRow]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ReftuneError(f"cannot read {path}: {exc}") from None
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return [RawRow(None, str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")]
-        return [as_object(row, f"record {index} of {path.name}") for index, row in enumerate(rows)]
-    raw = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            where = f"line {number} of {path.name}"
-            try:
-                raw.append(as_object(json.loads(line), where))
-            except json.JSONDecodeError as exc:
-                raw.append(RawRow(None, where, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-    return raw
+    return [RawRow(None, where, error) if error else as_object(row, where)
+            for row, where, error in json_rows(text, path.name)]
 
 
 def as_object(row, where: str) -> RawRow:

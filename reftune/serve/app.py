@@ -5,11 +5,9 @@ nothing a client sends stops the server."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 
-from reftune.errors import ReftuneError
+from reftune.listening import bind, is_loopback
 from reftune.serve.protocol import (BadRequest, chat_request, completion_request, completion_response, error_body,
                                     models_response)
 
@@ -105,25 +103,8 @@ def announcing_server(uvicorn, config, announcement: str):
     return AnnouncingServer(config)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise ReftuneError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port, or 0 for a free "
-                           f"one") from None
-    listener.listen(128)
-    return listener
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def tiny_tokenizer_texts(config) -> list[str] | None:

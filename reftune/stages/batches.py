@@ -13,6 +13,7 @@ import torch
 from reftune.algorithms.losses import sft_loss_sum
 from reftune.errors import ReftuneError
 from reftune.response_forward import position_ids_from
+from reftune.verification import verify_cots
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,17 @@ class EncodedExample:
 def training_pairs(task, examples) -> list[tuple[str, str]]:
     """(prompt, SFT target) per example: the gold CoTs. Self-training adds sampled CoTs as pairs."""
     return [(task.prompt(example), task.target(example)) for example in examples]
+
+
+def verified_examples(task, examples: list) -> tuple[list, dict[str, int]]:
+    """The examples whose SFT target passes reftune.verification (final answer and stated steps), and
+    how many of the others failed for each reason."""
+    verdicts = verify_cots(task, [task.target(e) for e in examples], [e.answer for e in examples])
+    dropped: dict[str, int] = {}
+    for verdict in verdicts:
+        if not verdict.ok:
+            dropped[verdict.status] = dropped.get(verdict.status, 0) + 1
+    return [e for e, verdict in zip(examples, verdicts) if verdict.ok], dropped
 
 
 def tokenizer_texts(pairs: list[tuple[str, str]], prompts: list[str]) -> list[str]:

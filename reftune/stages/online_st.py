@@ -38,9 +38,8 @@ def online_st(config: OnlineSTConfig) -> dict:
     tokenizer = policy.tokenizer
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
-    model, optimizer = accelerator.prepare(policy.model, optimizer)
+    model, optimizer = run.prepare(policy.model, optimizer)  # and, resuming, weights, optimizer, RNG
     unwrapped = accelerator.unwrap_model(model)
-    run.resume()  # weights, optimizer, RNG of every process
     run.begin(total_steps)
     params = config.sampling_params(config.num_samples_per_question)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731

@@ -69,12 +69,10 @@ def rl(config: RLConfig) -> dict:
     model = PolicyWithValueHead(policy.model, value_head=use_values)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
     unwrapped = accelerator.unwrap_model(model)
-    run.resume()  # weights, optimizer, RNG of every process
     run.begin(total_steps)
     params = config.sampling_params(config.num_samples_per_question)
-    estimate = ADVANTAGE_ESTIMATORS[config.advantage_estimator]
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)
@@ -86,43 +84,26 @@ def rl(config: RLConfig) -> dict:
         epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
 
         # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
-        #    but wrong, 0.0 none (DAPO's dynamic sampling: more questions until every group has signal)
+        #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal)
         with timer(times, "sampling"):
-            scored = sample_and_score(task, unwrapped, tokenizer, shard(questions, accelerator), params)
-            signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
-                                   torch.tensor([a is not None for a in scored.answers]))
-            rounds = 0
-            if config.dynamic_sampling:
-                extra = lambda round_: shard(extra_questions(train, config, step, round_), accelerator)  # noqa: E731
-                scored, rounds = fill_with_signal(scored, extra, config.max_dynamic_sampling_rounds, accelerator,
-                                                  lambda qs: sample_and_score(task, unwrapped, tokenizer, qs, params),
-                                                  params.num_samples, tokenizer.pad_token_id)
+            scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
+                                                 shard(questions, accelerator), params, accelerator)
         rollout, scores = scored.rollout, scored.scores
         # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
         response = rollout.response_mask
         with timer(times, "reference"):
             ref_logps = reference_logps(unwrapped.policy, reference, rollout, config.micro_batch_size,
                                         params.num_samples)
-        old_logps = rollout.old_logps * response
-        values = rollout.values * response if use_values else torch.zeros_like(old_logps)
         # 4. token rewards = terminal score - beta * KL; advantages and returns
-        kl = kl_penalty(old_logps, ref_logps, config.kl_estimator) * response
-        rewards = token_rewards(scores, kl, response, config.kl_coef if config.kl_in == "reward" else 0.0)
-        advantages, returns = estimate(rewards, values, response, gamma=config.gamma, lam=config.lam,
-                                       num_samples_per_question=params.num_samples,
-                                       sum_across_processes=sum_across_processes)
-        if config.whiten_advantages:
-            advantages = whiten(advantages, response, sum_across_processes)
-        experience = Experience(rollout.sequences, rollout.attention_mask, response, old_logps, ref_logps, values,
-                                advantages, returns, rollout.prompt_length, params.num_samples,
-                                drop_truncated(response, rollout.finished) if config.mask_truncated else None)
+        experience, kl = build_experience(config, rollout, scores, ref_logps, use_values, sum_across_processes,
+                                          params.num_samples)
         # 5. ppo_epochs of clipped updates
         with timer(times, "update"):
             update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)
 
         # 6. log, evaluate on dev, checkpoint
         shares = SignalCounts.from_tensor(accelerator.reduce(signal.as_tensor(accelerator.device), reduction="sum")).shares()
-        metrics = {**step_metrics(accelerator, scores, kl, response, values, returns, update, times,
+        metrics = {**step_metrics(accelerator, scores, kl, response, experience.values, experience.returns, update, times,
                                   time.perf_counter() - step_started, use_values), **shares, "epoch": epoch}
         if config.dynamic_sampling:
             metrics["dynamic_sampling_rounds"] = rounds
@@ -130,9 +111,7 @@ def rl(config: RLConfig) -> dict:
         no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])
         warning = no_signal_warning(no_signal_steps)
         if config.dynamic_sampling and rounds == config.max_dynamic_sampling_rounds and not capped_said:
-            capped_said, warning = True, (f"dynamic sampling reached its cap of {rounds} extra rounds at step "
-                                          f"{run.state.step} without filling the step with questions that carry "
-                                          f"signal; the step trained on those it found (raise max_dynamic_sampling_rounds)")
+            capped_said, warning = True, dynamic_sampling_capped(rounds, run.state.step)
         if warning and run.main:
             run.bar.write(f"reftune rl: {warning}")
         if config.log_rollouts_every and run.state.step % config.log_rollouts_every == 0 and run.main:
@@ -171,6 +150,22 @@ def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: lis
     return Scored(rollout, questions, answers, scores)
 
 
+def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,
+                params, accelerator) -> tuple[Scored, SignalCounts, int]:
+    """This process's questions sampled and scored; with dynamic sampling, filled with questions that
+    carry signal. Also the first round's signal counts (before any filtering) and the extra rounds."""
+    scored = sample_and_score(task, model, tokenizer, mine, params)
+    signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
+                           torch.tensor([a is not None for a in scored.answers]))
+    if not config.dynamic_sampling:
+        return scored, signal, 0
+    scored, rounds = fill_with_signal(scored, lambda round_: shard(extra_questions(train, config, step, round_), accelerator),
+                                      config.max_dynamic_sampling_rounds, accelerator,
+                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params),
+                                      params.num_samples, tokenizer.pad_token_id)
+    return scored, signal, rounds
+
+
 def extra_questions(train: list, config: RLConfig, step: int, round_: int) -> list:
     """questions_per_step more training questions for a dynamic-sampling round: a pure function of
     (seed, step, round), so a resumed run draws the same ones."""
@@ -202,6 +197,30 @@ def fill_with_signal(first: Scored, extra: Callable[[int], list], max_rounds: in
         return first, rounds
     return Scored(concat_rollouts([p.rollout for p in parts], pad_id), [q for p in parts for q in p.questions],
                   [a for p in parts for a in p.answers], torch.cat([p.scores for p in parts])), rounds
+
+
+def build_experience(config: RLConfig, rollout: Rollout, scores: torch.Tensor, ref_logps: torch.Tensor,
+                     use_values: bool, sum_across_processes, group_size: int) -> tuple[Experience, torch.Tensor]:
+    """The paper's step 4: token rewards = the terminal score - beta * KL(policy || reference), then
+    the advantages (whitened over all processes) and returns. Also returns the per-token KL (N, L)."""
+    response = rollout.response_mask
+    old_logps = rollout.old_logps * response
+    values = rollout.values * response if use_values else torch.zeros_like(old_logps)
+    kl = kl_penalty(old_logps, ref_logps, config.kl_estimator) * response
+    rewards = token_rewards(scores, kl, response, config.kl_coef if config.kl_in == "reward" else 0.0)
+    advantages, returns = ADVANTAGE_ESTIMATORS[config.advantage_estimator](
+        rewards, values, response, gamma=config.gamma, lam=config.lam, num_samples_per_question=group_size,
+        sum_across_processes=sum_across_processes)
+    if config.whiten_advantages:
+        advantages = whiten(advantages, response, sum_across_processes)
+    loss_mask = drop_truncated(response, rollout.finished) if config.mask_truncated else None
+    return Experience(rollout.sequences, rollout.attention_mask, response, old_logps, ref_logps, values, advantages,
+                      returns, rollout.prompt_length, group_size, loss_mask), kl
+
+
+def dynamic_sampling_capped(rounds: int, step: int) -> str:
+    return (f"dynamic sampling reached its cap of {rounds} extra rounds at step {step} without filling the step "
+            f"with questions that carry signal; the step trained on those it found (raise max_dynamic_sampling_rounds)")
 
 
 def parameter_groups(model: PolicyWithValueHead, trainable: list, config: RLConfig) -> list[dict]:

@@ -4,8 +4,8 @@ sinks and progress bar, the clock (summed over resumes), Ctrl-C handling and the
 bookkeeping. A stage's loop stays inline and reads like the paper's algorithm box around it:
 
     run = Run(config, "sft")
-    ... data, model, optimizer; accelerator.prepare ...
-    run.resume()                      # weights, optimizer, RNG and the step, when --resume
+    ... data, model, optimizer ...
+    model, optimizer = run.prepare(model, optimizer)   # and, with --resume, weights, optimizer, RNG, step
     run.begin(total_steps)
     for step in range(run.state.step, total_steps):
         ... one step ...
@@ -101,6 +101,16 @@ class Run:
     def model_to_resume(self) -> str | None:
         """The checkpoint's model folder (its tokenizer is the one trained with), when resuming."""
         return str(self.resume_from / "model") if self.resume_from else None
+
+    def prepare(self, model, optimizer, scheduler=None):
+        """The model and optimizer through accelerator.prepare (a scheduler stays out of it, since
+        accelerate would step it once per process per step: it is only registered for checkpoints),
+        then the checkpoint's state when resuming. Returns the prepared model and optimizer."""
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        if scheduler is not None:
+            self.accelerator.register_for_checkpointing(scheduler)
+        self.resume()
+        return model, optimizer
 
     def resume(self) -> None:
         """After accelerator.prepare(): weights, optimizer, scheduler, RNG of every process, and the

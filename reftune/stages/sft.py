@@ -17,7 +17,7 @@ from reftune.config import OfflineSTConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.models import save_pretrained
 from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
-                                    warmup_decay_scheduler)
+                                    verified_examples, warmup_decay_scheduler)
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard
 from reftune.stages.run import Run
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
@@ -31,6 +31,13 @@ def sft(config: SFTConfig) -> dict:
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    if config.check_cots:
+        train, dropped = verified_examples(task, train)
+        if main:
+            print(f"reftune {run.stage}: --check-cots kept {len(train)} training examples, dropped "
+                  f"{sum(dropped.values())} ({', '.join(f'{n} {why}' for why, n in dropped.items()) or 'none'})", flush=True)
+        if not train:
+            raise ReftuneError("--check-cots dropped every training example: run `reftune check` on the data")
     pairs, data = training_pairs(task, train), {}
     if offline_st:
         results = training_samples(accelerator, config, task, train, run.folder / SAMPLES_FILE, config.samples,
@@ -58,10 +65,7 @@ def sft(config: SFTConfig) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
-    # The scheduler stays out of prepare(): accelerate would step it once per process per step.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    run.resume()
+    model, optimizer = run.prepare(model, optimizer, scheduler)
     run.begin(total_steps)
     unwrapped = accelerator.unwrap_model(model)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731

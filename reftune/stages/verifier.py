@@ -93,10 +93,8 @@ def verifier(config: VerifierConfig) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
+    model, optimizer = run.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    run.resume()
     run.begin(total_steps, metric="dev_auc", tracked={"balance": balance})
 
     def evaluate() -> float:

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 from reftune.errors import ReftuneError
 from reftune.hub import OFFLINE_WORDS, hub_reachable
@@ -256,33 +256,43 @@ def resolve_data_file(path: str | os.PathLike, split: str) -> Path:
     return found[0]
 
 
+def json_rows(text: str, label: str) -> Iterator[tuple[object, str, str | None]]:
+    """(row, where, None) for each record of a JSON array, or each line of JSON Lines text, and
+    (None, where, what is wrong) for each part that is not valid JSON. where: "line N of LABEL" /
+    "record N of LABEL" (LABEL alone when a whole array does not parse)."""
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield None, label, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            return
+        yield from ((row, f"record {index} of {label}", None) for index, row in enumerate(rows))
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield json.loads(line), f"line {number} of {label}", None
+            except json.JSONDecodeError as exc:
+                yield None, f"line {number} of {label}", f"not valid JSON ({exc.msg} at column {exc.colno})"
+
+
 def read_rows(path: Path) -> Iterator[tuple[dict, str]]:
     """(row, "line N of FILE" / "record N of FILE") for a JSON array or JSON Lines file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ReftuneError(f"cannot read data file {path}: {exc}") from None
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ReftuneError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                               f"{exc.msg}); fix the file or convert it to JSON Lines") from None
-        return ((row, f"record {index} of {path}") for index, row in enumerate(rows))
-    return _read_json_lines(path, text.splitlines())
+    return _checked_rows(json_rows(text, str(path)))
 
 
-def _read_json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[dict, str]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReftuneError(f"line {number} of {path} is not valid JSON ({exc.msg} at column "
-                               f"{exc.colno}); a .jsonl file holds one JSON object per line, a .json "
-                               f"file one array of objects") from None
-        yield row, f"line {number} of {path}"
+def _checked_rows(rows: Iterator[tuple[object, str, str | None]]) -> Iterator[tuple[dict, str]]:
+    for row, where, error in rows:
+        if error and where.startswith("line"):
+            raise ReftuneError(f"{where} is {error}; a .jsonl file holds one JSON object per line, a .json "
+                               f"file one array of objects")
+        if error:
+            raise ReftuneError(f"{where} is {error}; fix the file or convert it to JSON Lines")
+        yield row, where
 
 
 # ---- the registry ----------------------------------------------------------------------------

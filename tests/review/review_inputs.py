@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 WRONG_PROGRAM = "def solution():\n    apples = 4\n    bought = 3\n    result = apples - bought\n    return result"
 RIGHT_PROGRAM = WRONG_PROGRAM.replace("apples - bought", "apples + bought")
 BROKEN_PROGRAM = "def solution():\n    result = apples_nobody_defined * 2\n    return result"
@@ -42,3 +44,20 @@ def write_jsonl(path: Path, rows: list, bad_line: str | None = None) -> Path:
         lines.insert(2, bad_line)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# Fixtures (the test modules import them by name): inputs in the formats the other commands write.
+@pytest.fixture()
+def python_samples(tmp_path) -> Path:
+    """test-samples.jsonl with the four python questions and one malformed line among them."""
+    return write_jsonl(tmp_path / "test-samples.jsonl", python_rows(), bad_line='{"id": "svamp_9", oops')
+
+
+@pytest.fixture()
+def nl_samples(tmp_path) -> Path:
+    rows = [samples_row("gsm8k_1", "Tom has 2 apples and buys 3. How many?", 5.0,
+                        ["2 + 3 = 5\nTherefore, the answer is: 5", "2 + 3 = 6\nTherefore, the answer is: 6",
+                         "I am not sure."], [5.0, 6.0, None]),
+            samples_row("gsm8k_2", "Ann has 10 pens and loses 4. How many are left?", 6.0,
+                        ["10 - 4 = 7\nTherefore, the answer is: 7"], [7.0])]
+    return write_jsonl(tmp_path / "dev-samples.jsonl", rows)

@@ -3,6 +3,7 @@ import json
 
 import pytest
 from review_inputs import BROKEN_PROGRAM, RIGHT_PROGRAM, SCRIPT_PAYLOAD, samples_row, write_jsonl
+from review_inputs import nl_samples, python_samples  # noqa: F401 (fixtures)
 from starlette.testclient import TestClient
 
 from reftune.review.app import TOKEN_HEADER, create_app

@@ -10,6 +10,7 @@ import pytest
 
 from reftune.cli import main
 from reftune.review.command import host_warning, is_loopback
+from review_inputs import python_samples  # noqa: F401 (fixtures)
 
 
 def test_a_missing_path_is_one_line_and_exit_2(tmp_path, capsys):

@@ -3,6 +3,7 @@ import csv
 import json
 
 from review_inputs import RIGHT_PROGRAM
+from review_inputs import nl_samples, python_samples  # noqa: F401 (fixtures)
 
 from reftune.review.export import export_source
 from reftune.review.journal import Event

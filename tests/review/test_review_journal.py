@@ -8,6 +8,7 @@ from reftune.errors import ReftuneError
 from reftune.review.journal import Event, Journal, SampleReview, replay
 from reftune.review.records import load_collection
 from reftune.review.state import EditConflict, ReviewState
+from review_inputs import python_samples  # noqa: F401 (fixtures)
 
 
 def test_replay_applies_events_in_order_per_sample():

@@ -6,6 +6,7 @@ from reftune.review.journal import Event
 from reftune.review.query import Query, build_index, neighbours, page_of, select
 from reftune.review.records import Record, Sample, load_collection
 from reftune.review.state import ReviewState
+from review_inputs import python_samples  # noqa: F401 (fixtures)
 
 
 def record(index: int, statuses: list[str], text: str = "x", question: str = "q") -> Record:

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from review_inputs import BROKEN_PROGRAM, RIGHT_PROGRAM, python_rows, samples_row, write_jsonl
+from review_inputs import python_samples  # noqa: F401 (fixtures)
 
 from reftune.errors import ReftuneError
 from reftune.review.records import load_collection

@@ -90,6 +90,24 @@ def test_both_branches_start_from_the_warm_ups_last_epoch(quick_demo):
     assert "the warm-up's at its last epoch" in (run / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_rerun_with_the_same_seed_gives_the_same_table_quietly(quick_demo, tmp_path, demo_cache, capfd):
+    """Budgets in work, not seconds: the same seed repeats the demo bit for bit on this machine; the
+    console holds one line per stage and the table, and no warning."""
+    first_run, first_printed = quick_demo
+    capfd.readouterr()
+    again = run_demo(demo_cache, tmp_path / "again")
+    stderr = capfd.readouterr().err
+    table = [line for line in first_printed.splitlines() if line.startswith("|")]
+    assert table and table == [line for line in again.splitlines() if line.startswith("|")]
+    first = json.loads((first_run / "summary.json").read_text())["results"]
+    second = json.loads((tmp_path / "again" / "summary.json").read_text())["results"]
+    assert {name: (r["top1"], r["vote"], r["dev"]) for name, r in first.items()} == \
+        {name: (r["top1"], r["vote"], r["dev"]) for name, r in second.items()}
+    assert len(again.splitlines()) + len(stderr.splitlines()) <= 40, again + stderr
+    assert "warn" not in (again + stderr).lower()
+
+
 def test_a_branch_keeps_its_start_unless_a_checkpoint_beats_it_on_dev(tmp_path):
     from reftune.stages.demo import Pick, pick
 

@@ -116,3 +116,13 @@ def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_and_loses_nothing
     with pytest.raises(ReftuneError, match="already holds a `reftune sft` run"):
         sft(SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=1))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_check_cots_drops_the_gold_cots_whose_stated_arithmetic_is_wrong(tmp_path, shared_data, capsys):
+    """SVAMP's original file has one record (chal-680) whose derived CoT states 4 - 2 + 3 = 1."""
+    run = dict(task="svamp", data=str(shared_data / "svamp" / "SVAMP.json"), model="tiny", batch_size=8,
+               micro_batch_size=8, max_steps=1, eval_limit=2, eval_max_new_tokens=8, dev_split="train[:2]",
+               report_to="jsonl", progress=False)
+    summary = sft(SFTConfig(**run, check_cots=True, output=str(tmp_path / "checked")))
+    assert "dropped 1 (1 wrong_step)" in capsys.readouterr().out
+    assert summary["train_examples"] == 999
