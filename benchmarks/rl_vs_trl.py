@@ -45,7 +45,7 @@ def trl_python(kind: str, given: str | None) -> str:
     """A Python with TRL for `kind`, from the flag or a venv made once in reftune's cache folder."""
     if given:
         return given
-    from reftune.models import cache_dir
+    from reftune.cache import cache_dir
 
     venv = cache_dir() / "bench-venvs" / TRL_VERSIONS[kind].replace("=", "-")
     python = venv / "bin" / "python"

@@ -9,12 +9,16 @@ fixed cost per call). Both compute in fp32: results agree to fp32 rounding, not 
 `set_fast_cpu_linear(model)` turns the model's `nn.Linear` layers into `FastCPULinear`, the same
 layer (same weights, state dict, isinstance) whose forward sends each large enough fp32 CPU call to
 oneDNN, with an autograd rule whose two backward products go there too. `load_policy` does this
-when a short probe, run once per process, finds oneDNN at least 10% faster on this machine (on CPUs
-where MKL has its best path it may not be). REFTUNE_CPU_LINEAR=torch turns it off, =onednn on.
+when a short probe finds oneDNN at least 10% faster on this machine (on CPUs where MKL has its best
+path it may not be). The probe's answer is kept in reftune's cache per CPU and torch version: a timing
+taken on a busy machine must not switch kernels between two runs, or two processes of one run, since
+the kernels agree only to fp32 rounding and a seeded run must repeat exactly. REFTUNE_CPU_LINEAR=torch
+turns it off, =onednn on.
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 
@@ -22,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reftune.cache import cache_dir
 from reftune.errors import ReftuneError
 
 ENV_VARIABLE = "REFTUNE_CPU_LINEAR"
@@ -126,13 +131,47 @@ def onednn_is_faster(margin: float = 0.9) -> bool:
 
 
 def wanted() -> bool:
-    """The environment variable's choice, else the probe's."""
+    """The environment variable's choice, else this machine's probe answer."""
     choice = os.environ.get(ENV_VARIABLE, "auto").strip().lower()
     if choice not in ("auto", "onednn", "torch"):
         raise ReftuneError(f"{ENV_VARIABLE}={choice!r}: use auto, onednn or torch")
     if choice == "torch":
         return False
-    return onednn_available() if choice == "onednn" else onednn_is_faster()
+    return onednn_available() if choice == "onednn" else machine_prefers_onednn()
+
+
+@functools.cache
+def machine_prefers_onednn() -> bool:
+    """The probe's answer for this CPU and torch version, probed once and then read from the cache
+    (written under a scratch name and renamed, so concurrent processes agree on one answer)."""
+    path = cache_dir() / "cpu_linear.json"
+    key = f"{cpu_name()}|{os.cpu_count()}|torch {torch.__version__}"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = onednn_is_faster()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f".{path.name}.{os.getpid()}")
+            scratch.write_text(json.dumps(known, indent=1))
+            os.replace(scratch, path)
+        except OSError:  # a read-only cache: decide per process, as before
+            pass
+    return bool(known[key])
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def prefer_fast_cpu_linear(model: nn.Module) -> int:

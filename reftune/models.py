@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reftune.cache import cache_dir
 from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.errors import ReftuneError
 from reftune.hub import hub_reachable
@@ -62,13 +63,6 @@ class Policy:
     model: nn.Module
     tokenizer: object
     name: str
-
-
-def cache_dir() -> Path:
-    """Where reftune keeps converted models: $REFTUNE_CACHE, else $XDG_CACHE_HOME/reftune."""
-    if os.environ.get("REFTUNE_CACHE"):
-        return Path(os.environ["REFTUNE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reftune"
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

@@ -96,3 +96,21 @@ def test_a_model_decodes_and_saves_the_same_either_way(tiny_policy, tmp_path, ev
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(reloaded.lm_head) is torch.nn.Linear
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_the_probe_is_asked_once_per_machine_and_its_answer_kept(tmp_path, monkeypatch):
+    """Timings taken on a busy machine must not switch kernels between runs: the answer is cached."""
+    import json
+
+    monkeypatch.setenv("REFTUNE_CACHE", str(tmp_path))
+    monkeypatch.delenv(cpu_linear.ENV_VARIABLE, raising=False)
+    cpu_linear.machine_prefers_onednn.cache_clear()
+    first = cpu_linear.wanted()
+    saved = json.loads((tmp_path / "cpu_linear.json").read_text())
+    [(key, answer)] = saved.items()
+    assert answer == first and cpu_linear.cpu_name() in key
+    # a later process reads the kept answer instead of timing again
+    (tmp_path / "cpu_linear.json").write_text(json.dumps({key: not first}))
+    cpu_linear.machine_prefers_onednn.cache_clear()
+    assert cpu_linear.wanted() == (not first)
+    cpu_linear.machine_prefers_onednn.cache_clear()

@@ -23,7 +23,8 @@ import torch
 
 from reftune.config import parse_task_options
 from reftune.cpu_linear import prefer_fast_cpu_linear
-from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, cache_dir, save_pretrained
+from reftune.cache import cache_dir
+from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
 from reftune.stages.batches import linear_warmup_decay
 from reftune.tasks import get_task
 from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
