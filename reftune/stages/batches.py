@@ -42,6 +42,12 @@ def verified_examples(task, examples: list) -> tuple[list, dict[str, int]]:
     return [e for e, verdict in zip(examples, verdicts) if verdict.ok], dropped
 
 
+def example_texts(task, examples) -> list[str]:
+    """Each example's prompt, followed by its SFT target where it has a gold CoT (RL needs only the
+    questions and answers: its data may hold no CoT in the run's style)."""
+    return [task.prompt(e) + (task.target(e) if e.cot else "") for e in examples]
+
+
 def tokenizer_texts(pairs: list[tuple[str, str]], prompts: list[str]) -> list[str]:
     """What the `tiny` model's in-memory tokenizer is fitted to: the texts it will read and write."""
     return [prompt + target for prompt, target in pairs] + prompts

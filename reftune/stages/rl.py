@@ -28,7 +28,7 @@ from reftune.heads import PolicyWithValueHead
 from reftune.models import is_lora
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
-from reftune.stages.batches import tokenizer_texts, training_pairs
+from reftune.stages.batches import example_texts
 from reftune.stages.common import adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
@@ -62,8 +62,7 @@ def rl(config: RLConfig) -> dict:
     steps_per_epoch, total_steps = plan_on_policy(config, len(train), accelerator.num_processes)
 
     # The warm-up model is the policy's start and the reference; the value head shares its backbone.
-    policy = load_model(config, accelerator.device,
-                        tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev]))
+    policy = load_model(config, accelerator.device, example_texts(task, train) + [task.prompt(e) for e in dev])
     tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
     use_values = config.advantage_estimator in VALUE_HEAD_ESTIMATORS
     model = PolicyWithValueHead(policy.model, value_head=use_values)

@@ -204,3 +204,13 @@ def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
     resumed = weights(folder / "checkpoints" / "step-000008")
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
+
+
+def test_rl_needs_only_questions_and_answers_in_its_style(tmp_path, shared_data):
+    """P-CoT RL on GSM8K's original file, which holds no programs: RL samples its own."""
+    summary = rl(RLConfig(task="gsm8k", style="python", data=str(shared_data / "gsm8k" / "train.jsonl"), model="tiny",
+                          train_split="train", dev_split="train[-2:]", max_train_examples=4, eval_limit=2,
+                          eval_max_new_tokens=8, questions_per_step=4, micro_batch_size=4, max_new_tokens=8,
+                          max_steps=1, eval_every=1, learning_rate=1e-4, report_to="jsonl", progress=False,
+                          output=str(tmp_path)))
+    assert summary["steps"] == 1

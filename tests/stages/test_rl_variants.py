@@ -69,8 +69,8 @@ def test_dynamic_sampling_stops_at_its_cap_and_keeps_the_first_round_when_nothin
 @pytest.mark.slow
 def test_a_step_without_signal_stops_dynamic_sampling_at_the_cap_and_says_so(tmp_path, capsys):
     """A random tiny model answers nothing: every group is all zeros."""
-    rl(RLConfig(**{**SMALL, "max_steps": 1}, model="tiny", advantage_estimator="group", dynamic_sampling=True,
-                max_dynamic_sampling_rounds=2, max_new_tokens=8, output=str(tmp_path)))
+    rl(RLConfig(**{**SMALL, "max_steps": 1, "max_new_tokens": 8}, model="tiny", advantage_estimator="group",
+                dynamic_sampling=True, max_dynamic_sampling_rounds=2, output=str(tmp_path)))
     assert "reached its cap of 2 extra rounds" in capsys.readouterr().out
     from reftune.tracking import read_metrics
 

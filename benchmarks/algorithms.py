@@ -1,0 +1,94 @@
+"""Which RL estimator wins on the demo's task? The demo's RL branch, from the same warm-up, once per
+algorithm preset (the paper's PPO and the group family), each with its preset's algorithm settings and
+the demo's learning rate and budget; each run's checkpoint is picked on dev, then scored on test:
+
+    {"runs": [{"algorithm", "seed", "dev", "pick", "test_top1", "test_vote"}, ...],
+     "mean": {algorithm: {"test_top1", "test_vote"}}}
+
+    python benchmarks/algorithms.py [--seeds 0 1 2] [--rl-steps 130] [--output runs/algorithms]
+
+Choices are made on dev only; test is read once per picked model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from reftune.checkpoint import latest_checkpoint
+from reftune.config import DemoConfig, RLConfig, SFTConfig
+from reftune.stages.compare import evaluate_models
+from reftune.stages.demo import Pick, final_dev_accuracy, make_plan, pick
+from reftune.stages.pretrain import pretrain_base
+from reftune.stages.rl import rl
+from reftune.stages.sft import sft
+
+PRESETS = Path(__file__).resolve().parents[1] / "configs" / "rl"
+ALGORITHMS = {"ppo (the paper)": None, "grpo": "grpo", "dr_grpo": "dr-grpo", "dapo": "dapo", "rloo": "rloo",
+              "reinforce++-baseline": "reinforce-pp-baseline"}
+# What makes each preset its algorithm; its sizes and learning rate are for 7B models on GPUs, so the
+# demo's are kept.
+ALGORITHM_KEYS = ("advantage_estimator", "loss_aggregation", "clip_range_high", "dual_clip", "importance_sampling",
+                  "dynamic_sampling", "max_dynamic_sampling_rounds", "mask_truncated", "kl_in", "kl_estimator",
+                  "kl_coef", "whiten_advantages")
+
+
+def algorithm_options(name: str | None) -> dict:
+    if name is None:
+        return {}
+    preset = yaml.safe_load((PRESETS / f"{name}-gsm8k-python.yaml").read_text())
+    return {key: preset[key] for key in ALGORITHM_KEYS if key in preset}
+
+
+def warm_up(demo: DemoConfig, folder: Path) -> tuple[str, Pick]:
+    """The demo's base and warm-up for one seed; returns the warm-up's last model and its dev pick."""
+    plan = make_plan(demo)
+    base = str(pretrain_base(plan.base_spec, show_progress=False))
+    sft(SFTConfig(task="arithmetic", task_options=demo.task_options, seed=demo.seed, progress=False, report_to="jsonl",
+                  eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens, model=base,
+                  max_train_examples=plan.train_questions, batch_size=16, micro_batch_size=16,
+                  learning_rate=demo.sft_learning_rate, warmup_ratio=0.05, max_length=400, epochs=plan.warmup_epochs,
+                  output=str(folder / "warmup")))
+    warm = str(latest_checkpoint(folder / "warmup") / "model")
+    return warm, Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--rl-steps", type=int, default=DemoConfig.rl_steps)
+    parser.add_argument("--output", default="runs/algorithms")
+    args = parser.parse_args()
+    runs = []
+    for seed in args.seeds:
+        demo = DemoConfig(seed=seed, rl_steps=args.rl_steps)
+        plan = make_plan(demo)
+        folder = Path(args.output) / f"seed-{seed}"
+        warm, start = warm_up(demo, folder)
+        for algorithm, preset in ALGORITHMS.items():
+            options = {"num_samples_per_question": demo.num_samples_per_question, **algorithm_options(preset)}
+            run = folder / algorithm.split(" ")[0]
+            rl(RLConfig(task="arithmetic", task_options=demo.task_options, seed=seed, progress=False, report_to="jsonl",
+                        eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens, model=warm,
+                        max_train_examples=plan.train_questions, questions_per_step=demo.questions_per_step,
+                        max_new_tokens=plan.max_new_tokens, micro_batch_size=16, eval_every=10, max_steps=args.rl_steps,
+                        learning_rate=demo.rl_learning_rate, value_head_learning_rate=demo.value_head_learning_rate,
+                        output=str(run), **options))
+            chosen = pick(run, start)
+            evaluation = dict(task="arithmetic", task_options=demo.task_options, split="test", limit=plan.test_questions,
+                              max_new_tokens=plan.max_new_tokens, batch_size=32, seed=seed, progress=False,
+                              report_to="jsonl")
+            [scores] = evaluate_models({algorithm: chosen.model}, run, evaluation, plan.vote_samples, None).values()
+            runs.append({"algorithm": algorithm, "seed": seed, "dev": chosen.dev_accuracy, "pick": chosen.label,
+                         "test_top1": round(100 * scores["top1"], 2), "test_vote": round(100 * scores["vote"], 2)})
+            print(json.dumps(runs[-1]), flush=True)
+    mean = {name: {key: round(statistics.mean(r[key] for r in runs if r["algorithm"] == name), 2)
+                   for key in ("test_top1", "test_vote")} for name in ALGORITHMS}
+    print(json.dumps({"runs": runs, "mean": mean}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
