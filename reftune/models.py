@@ -15,6 +15,7 @@ import os
 import shutil
 import string
 import tempfile
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -229,7 +230,10 @@ def apply_lora(model, rank: int, alpha: float, dropout: float = 0.0):
     targets = LORA_TARGET_MODULES.get(model.config.model_type, "all-linear")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                         task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft's own wrapper reads a transformers attribute deprecated in 5.x: not a call of ours to change
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def is_lora(model) -> bool:

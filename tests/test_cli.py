@@ -71,11 +71,14 @@ def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
     assert "top1_accuracy" in capsys.readouterr().out
 
 
-def test_resolved_config_is_printed(tmp_path, capsys):
-    assert main(["eval", "--model", "tiny", "--limit", "1", "--max-new-tokens", "2", "--split", "dev",
-                 "--report-to", "jsonl", "--output", str(tmp_path)]) == 0
+def test_a_stage_says_in_one_line_where_its_config_went_and_prints_it_with_verbose(tmp_path, capsys):
+    command = ["eval", "--model", "tiny", "--limit", "1", "--max-new-tokens", "2", "--split", "dev", "--report-to", "jsonl"]
+    assert main([*command, "--output", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    assert "# resolved config" in out and "max_new_tokens: 2" in out
+    assert f"Config: {tmp_path / 'a' / 'config.yaml'}" in out and "max_new_tokens: 2" not in out
+    assert "max_new_tokens: 2" in (tmp_path / "a" / "config.yaml").read_text()
+    assert main([*command, "--output", str(tmp_path / "b"), "--verbose"]) == 0
+    assert "max_new_tokens: 2" in capsys.readouterr().out
 
 
 def test_unknown_config_keys_and_bad_values_are_one_line_errors(tmp_path, capsys):

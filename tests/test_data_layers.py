@@ -18,6 +18,6 @@ def test_verification_and_annotate_import_without_torch_or_transformers():
 
 @pytest.mark.slow
 def test_training_stages_never_import_annotate_or_serve():
-    stages = ", ".join(f"reftune.stages.{name}" for name in ("sft", "rl", "evaluate", "offline_st", "online_st",
+    stages = ", ".join(f"reftune.stages.{name}" for name in ("sft", "rl", "evaluate", "online_st",
                                                              "verifier", "demo", "compare"))
     assert imported_after(f"import {stages}", ("reftune.annotate", "reftune.serve", "starlette", "uvicorn")) == []

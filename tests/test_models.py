@@ -107,3 +107,23 @@ def test_the_value_of_a_token_comes_from_the_state_before_it(tiny_policy):
     _, after = model(torch.tensor([[5, 6, 40, 8, 9]]), mask)  # token 2 changed
     assert before[0, 0] == 0 and torch.allclose(before[0, :3], after[0, :3])
     assert not torch.allclose(before[0, 3:], after[0, 3:])
+
+
+def test_an_unknown_model_fails_in_seconds_when_the_hub_is_unreachable(monkeypatch):
+    """Offline, a name that is neither a folder nor cached is one clear line at once, not a minute of retries."""
+    import time
+
+    from reftune import hub
+
+    hub.hub_reachable.cache_clear()
+    started = time.perf_counter()
+    reachable = hub.hub_reachable()
+    assert time.perf_counter() - started < 5  # asked once, with a short timeout
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as here and in CI: no hub
+    hub.hub_reachable.cache_clear()
+    started = time.perf_counter()
+    with pytest.raises(ReftuneError, match="unknown model 'no-such-org/no-such-model'.*unreachable"):
+        load_policy("no-such-org/no-such-model")
+    assert time.perf_counter() - started < 10
+    hub.hub_reachable.cache_clear()
+    assert isinstance(reachable, bool)

@@ -17,7 +17,7 @@ from reftune.review.app import create_app
 from reftune.review.command import LOOPBACK_NAMES, bind
 from reftune.review.records import load_collection
 from reftune.review.session import Session
-from reftune.stages.evaluate import QuestionSamples
+from reftune.stages.samples import QuestionSamples
 from reftune.tasks import get_task
 
 pytestmark = pytest.mark.slow

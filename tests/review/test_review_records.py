@@ -94,7 +94,7 @@ def test_annotate_folder_reads_annotated_cots_and_rejects(tmp_path):
 def test_real_samples_written_by_sample_questions_load_as_written(tmp_path, arithmetic_texts):
     from reftune.models import load_policy
     from reftune.rollout import SamplingParams
-    from reftune.stages.evaluate import sample_questions
+    from reftune.stages.samples import sample_questions
     from reftune.stages.samples import write_samples
     from reftune.tasks import get_task
 
