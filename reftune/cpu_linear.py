@@ -2,9 +2,9 @@
 
 torch sends an fp32 `F.linear` on CPU to MKL. On the AMD EPYC (Zen 5, AVX-512) this project is
 developed and tested on, MKL runs a slower path than oneDNN's AVX-512 kernels, which torch also
-ships (`torch.ops.mkldnn._linear_pointwise`): 1.5-2.3x faster for products of a few million
-multiply-adds or more (decoding smollm2, any training step), slower below about one million (its
-fixed cost per call). Both compute in fp32: results agree to fp32 rounding, not bit for bit.
+ships (`torch.ops.mkldnn._linear_pointwise`): faster for products of a few million multiply-adds or
+more (decoding smollm2, any training step), slower for small ones (its fixed cost per call; figures in
+docs/performance.md). Both compute in fp32: results agree to fp32 rounding, not bit for bit.
 
 `set_fast_cpu_linear(model)` turns the model's `nn.Linear` layers into `FastCPULinear`, the same
 layer (same weights, state dict, isinstance) whose forward sends each large enough fp32 CPU call to

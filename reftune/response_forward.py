@@ -8,8 +8,8 @@ response token, which comes from positions P - 1 .. L - 2. So:
   - with K > 1 the prompt goes through the model once per question; its keys and values are then
     repeated for the K rows, which the responses attend to as to a generation cache. The numbers are
     those of the plain pass; under autograd the prompt's gradient is the sum over its K rows, as in
-    the plain pass. On the arithmetic demo (prompts about 45% of a row, K = 4) this removes about a
-    third of the compute of every forward and backward pass over a rollout.
+    the plain pass. Where prompts are a large share of each row and K > 1, this removes a good part of
+    the compute of every forward and backward pass over a rollout.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ReFT reward: terminal, from the final answer alone (RECIPE.md).
+"""The ReFT reward: terminal, from the final answer alone (Luong et al. 2024, sec. 3).
 
 >>> from reftune.tasks import get_task
 >>> task = get_task("gsm8k", style="nl")

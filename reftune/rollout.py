@@ -23,7 +23,7 @@ from reftune.response_forward import cache_argument
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 1.0
-    """0 means greedy. RECIPE.md: 1.0 for RL, voting and self-training samples."""
+    """0 means greedy; the paper samples at 1.0 for RL, voting and self-training."""
     top_k: int = 0
     """Keep the k most likely tokens; 0 keeps all (the paper)."""
     top_p: float = 1.0
@@ -35,8 +35,7 @@ class SamplingParams:
     lookahead: int = 4
     """When one row is left generating, guess this many next tokens from its own text and verify
     them in one forward pass (exact: the samples are drawn from the same distributions); 0 = off.
-    A pass over 5 positions costs about 1.4 passes over 1 for smollm2 on 2 CPU cores, and 4 was
-    the best length in a simulation on arithmetic prompts (about 1.28x fewer ms per token)."""
+    Why 4: docs/performance.md."""
 
     def __post_init__(self):
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:

@@ -23,7 +23,7 @@ from reftune.tasks.answers import (
 )
 
 STYLES = ("nl", "python")
-PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"  # the authors' format (RECIPE.md)
+PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"  # the authors' format (Luong et al. 2024, their scripts)
 
 
 @dataclass(frozen=True)
