@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from reftune.cli import main
+from annotate_fixtures import arithmetic_data, empty_prompt_file, fake_endpoint  # noqa: F401 (fixtures)
 
 
 def run_annotate(capsys, *args) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from reftune.cli import main
 from reftune.tasks import get_task
+from annotate_fixtures import arithmetic_data, empty_prompt_file, fake_endpoint  # noqa: F401 (fixtures)
 
 
 def annotate_args(data, output, endpoint, prompt_file, *extra):

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from annotate_fixtures import arithmetic_data, empty_prompt_file, fake_endpoint  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from reftune.cli import main
+from annotate_fixtures import arithmetic_data, empty_prompt_file  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from reftune.annotate.journal import replay
+from annotate_fixtures import arithmetic_data, empty_prompt_file, fake_endpoint  # noqa: F401 (fixtures)
 
 
 def command(data, output, endpoint, prompt_file):
