@@ -61,10 +61,13 @@ def position_ids_from(attention_mask: Tensor) -> Tensor:
 
 def cache_argument(causal_lm) -> str:
     """The keyword a model's forward takes its KV cache by: `cache` in current transformers
-    (`past_key_values` is deprecated there), `past_key_values` in earlier 5.x releases."""
+    (`past_key_values` is deprecated there), `past_key_values` in earlier 5.x releases. Read off the
+    first transformers model inside `causal_lm` (a peft wrapper, or any module wrapping one)."""
     import inspect
 
-    base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
+    from transformers import PreTrainedModel
+
+    base = next((m for m in causal_lm.modules() if isinstance(m, PreTrainedModel)), causal_lm)
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 

@@ -5,7 +5,7 @@ import torch
 from reftune.algorithms.losses import chosen_logps, token_logps
 from reftune.kv_cache import PreallocatedLayer, generation_cache
 from reftune.heads import PolicyWithValueHead
-from reftune.response_forward import position_ids_from
+from reftune.response_forward import cache_argument, position_ids_from
 from reftune.response_forward import response_forward
 from reftune.rollout import SamplingParams, sample
 from reftune.stages.ppo import reference_forward
@@ -102,10 +102,10 @@ def test_preallocated_cache_decodes_like_the_plain_forward(tiny_policy):
     cache = generation_cache(model, capacity=6)  # smaller than needed: it must grow
     assert all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
     steps = [model(input_ids=ids[:, :4], attention_mask=mask[:, :4], position_ids=positions[:, :4],
-                   past_key_values=cache, use_cache=True).logits]
+                   **{cache_argument(model): cache}, use_cache=True).logits]
     for t in range(4, 8):
         steps.append(model(input_ids=ids[:, t:t + 1], attention_mask=mask[:, :t + 1],
-                           position_ids=positions[:, t:t + 1], past_key_values=cache, use_cache=True).logits)
+                           position_ids=positions[:, t:t + 1], **{cache_argument(model): cache}, use_cache=True).logits)
     assert cache.get_seq_length() == 8
     assert torch.allclose(torch.cat(steps, dim=1)[0, 2:], full[0, 2:], atol=1e-4)
     assert torch.allclose(torch.cat(steps, dim=1)[1], full[1], atol=1e-4)

@@ -84,9 +84,8 @@ def rl(config: RLConfig) -> dict:
 
         # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
         #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal)
-        with timer(times, "sampling"):
-            scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
-                                                 shard(questions, accelerator), params, accelerator)
+        scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
+                                             shard(questions, accelerator), params, accelerator, times)
         rollout, scores = scored.rollout, scored.scores
         # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
         response = rollout.response_mask
@@ -139,28 +138,32 @@ class Scored:
     scores: torch.Tensor  # (rows,) the ReFT reward per row
 
 
-def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params) -> Scored:
+def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params, times: dict) -> Scored:
     """Sample params.num_samples completions per question (with values when there is a value head) and
-    score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none."""
-    rollout = sample(model.policy, tokenizer, [task.prompt(q) for q in questions], params, value_head=model.value_head)
-    answers = task.extract_answers(rollout.texts)
-    golds = [q.answer for q in questions for _ in range(params.num_samples)]
-    scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)], device=rollout.sequences.device)
+    score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none. Adds the time of each to `times`."""
+    with timer(times, "sampling"):
+        rollout = sample(model.policy, tokenizer, [task.prompt(q) for q in questions], params,
+                         value_head=model.value_head)
+    with timer(times, "scoring"):  # P-CoT: the programs run in the sandbox here
+        answers = task.extract_answers(rollout.texts)
+        golds = [q.answer for q in questions for _ in range(params.num_samples)]
+        scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)],
+                              device=rollout.sequences.device)
     return Scored(rollout, questions, answers, scores)
 
 
 def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,
-                params, accelerator) -> tuple[Scored, SignalCounts, int]:
+                params, accelerator, times: dict) -> tuple[Scored, SignalCounts, int]:
     """This process's questions sampled and scored; with dynamic sampling, filled with questions that
     carry signal. Also the first round's signal counts (before any filtering) and the extra rounds."""
-    scored = sample_and_score(task, model, tokenizer, mine, params)
+    scored = sample_and_score(task, model, tokenizer, mine, params, times)
     signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
                            torch.tensor([a is not None for a in scored.answers]))
     if not config.dynamic_sampling:
         return scored, signal, 0
     scored, rounds = fill_with_signal(scored, lambda round_: shard(extra_questions(train, config, step, round_), accelerator),
                                       config.max_dynamic_sampling_rounds, accelerator,
-                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params),
+                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params, times),
                                       params.num_samples, tokenizer.pad_token_id)
     return scored, signal, rounds
 
