@@ -45,7 +45,8 @@ def plot(path: Path, title: str, ylabel: str, lines: dict[str, tuple[list, list]
 
 
 def branch_plots(folder: Path, branches: dict[str, Path]) -> list[Path]:
-    """The demo's plots: dev accuracy of every run, and the RL run's reward, KL and value loss."""
+    """The demo's plots: dev accuracy of every run, and the RL runs' reward, KL, value loss and their
+    diagnostics (questions without signal, clipped tokens)."""
     plots_dir = folder / "plots"
     plots_dir.mkdir(exist_ok=True)
     rl_runs = {name: run for name, run in branches.items() if series(run, "reward_mean")[0]}
@@ -60,6 +61,11 @@ def branch_plots(folder: Path, branches: dict[str, Path]) -> list[Path]:
              {name: series(run, "kl") for name, run in rl_runs.items()}),
         plot(plots_dir / "value_loss.png", "ReFT: value loss", "loss",
              {name: series(run, "value_loss") for name, run in rl_runs.items()}),
+        plot(plots_dir / "no_signal.png", "RL: share of questions whose samples all got the same reward", "share",
+             {name: series(run, "no_signal_group_share") for name, run in rl_runs.items()}),
+        plot(plots_dir / "clip_fractions.png", "RL: share of tokens clipped (low: A < 0, high: A > 0)", "share",
+             {f"{name} {side}": series(run, f"clip_fraction_{side}") for name, run in rl_runs.items()
+              for side in ("low", "high")}),
         plot(plots_dir / "sft_loss.png", "SFT: training loss", "loss",
              {name: series(run, "loss") for name, run in sft_runs.items()}),
     ]

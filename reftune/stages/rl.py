@@ -105,7 +105,8 @@ def rl(config: RLConfig) -> dict:
                                   time.perf_counter() - step_started, use_values), **shares, "epoch": epoch}
         if config.dynamic_sampling:
             metrics["dynamic_sampling_rounds"] = rounds
-        run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}",
+                      **({"no_signal": f"{shares['no_signal_group_share']:.0%}"} if params.num_samples > 1 else {}))
         no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])
         warning = no_signal_warning(no_signal_steps)
         if config.dynamic_sampling and rounds == config.max_dynamic_sampling_rounds and not capped_said:
