@@ -115,6 +115,14 @@ def load_tokenizer(folder: str | os.PathLike):
     return prepare_tokenizer(from_folder_or_hub(AutoTokenizer.from_pretrained, folder, "tokenizer"), str(folder))
 
 
+def tokenizer_of(name: str):
+    """The tokenizer of the model `name`, without loading the model; None for `tiny`, whose tokenizer
+    is fitted to the task's texts when the model is built (it has no chat template)."""
+    if name == TINY:
+        return None
+    return load_tokenizer(smollm2_folder() if name == SMOLLM2 else name)
+
+
 def load_causal_lm(folder: str | os.PathLike):
     from transformers import AutoModelForCausalLM
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from reftune.annotate.client import Completion
-from reftune.annotate.prompts import render_chat
+from reftune.tasks.prompting import render_chat
 from reftune.errors import ReftuneError
 from reftune.models import load_policy
 from reftune.rollout import SamplingParams, sample

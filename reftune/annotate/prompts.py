@@ -73,15 +73,6 @@ def chat_messages(few_shot: str, style: str, question: str) -> list[dict]:
     return messages + [{"role": "user", "content": question}]
 
 
-def render_chat(tokenizer, messages: list[dict]) -> str | None:
-    """Chat messages as the model reads them, through its tokenizer's chat template (ending with the
-    assistant's turn opened); None when the tokenizer has no template. Local sampling and `serve`
-    both render chat through here."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 def cut_completion(text: str) -> str:
     """The CoT a completion holds: up to where the model starts another example; code fences removed."""
     for stop in STOP:

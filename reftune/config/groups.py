@@ -32,6 +32,13 @@ class TaskOptions:
     task_options: str = ""
     """Knobs of the task as key=value,key=value (arithmetic: max_number, min_steps, max_steps,
     group_probability, seed)."""
+    prompt_format: str = "auto"
+    """plain (the authors' "Question: / Answer reasoning:" layout), chat (the question as the user's turn
+    of the tokenizer's chat template, the CoT as the assistant's) or auto (chat when the model has one)."""
+    system_prompt: str | None = None
+    """A system prompt written before the question (a system turn in chat)."""
+    few_shot: int = 0
+    """Write the first N training examples with a CoT before each question (earlier turns in chat)."""
 
 
 @dataclass(kw_only=True)
@@ -185,12 +192,22 @@ def check_common(config) -> None:
     if config.style not in STYLES:
         raise ReftuneError(f"unknown style {config.style!r}: use one of {list(STYLES)}")
     parse_task_options(config.task_options)
+    check_prompt_options(config)
     check_limits(config)
     if getattr(config, "lora_rank", 0) < 0:
         raise ReftuneError(f"lora_rank must be >= 0, got {config.lora_rank}")
     unknown = set(sinks(config.report_to)) - {"jsonl", "tensorboard", "wandb"}
     if unknown:
         raise ReftuneError(f"unknown report_to {sorted(unknown)}: use jsonl, tensorboard, wandb")
+
+
+def check_prompt_options(config) -> None:
+    from reftune.tasks.prompting import PROMPT_FORMATS
+
+    if config.prompt_format not in PROMPT_FORMATS:
+        raise ReftuneError(f"unknown prompt_format {config.prompt_format!r}: use one of {list(PROMPT_FORMATS)}")
+    if config.few_shot < 0:
+        raise ReftuneError(f"few_shot must be >= 0, got {config.few_shot}")
 
 
 # Options that bound a count or a time: left out means no bound; 0 or less is refused rather than

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reftune.annotate.prompts import render_chat
+from reftune.tasks.prompting import render_chat
 from reftune.rollout import SamplingParams, sample
 from reftune.serve.protocol import BadRequest, Generation, GenerationRequest, cut_at_stop
 

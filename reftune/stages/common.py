@@ -7,6 +7,7 @@ import os
 import random
 import re
 import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -14,9 +15,10 @@ import torch
 from reftune import __version__
 from reftune.config import parse_task_options
 from reftune.errors import ReftuneError
-from reftune.models import TinySpec, load_policy
+from reftune.models import TinySpec, load_policy, tokenizer_of
 from reftune.options import config_to_yaml
 from reftune.tasks import get_task
+from reftune.tasks.prompting import choose_prompt_format
 
 CONFIG_FILE = "config.yaml"
 RUN_RECORD = "run.json"  # which command made a folder: a later command may not take it over
@@ -168,6 +170,18 @@ def load_examples(config, split: str, limit: int | None = None):
     if not examples:
         raise ReftuneError(f"split {split!r} of {config.task} holds no examples")
     return task, (examples[:limit] if limit else examples)
+
+
+def use_prompt_format(task, config, train: list, model_name: str | None = None) -> None:
+    """Lays out the task's prompts for the tokenizer of the model (`model_name`, else config.model) as
+    config.prompt_format says, before anything is encoded or sampled. Few-shot examples are the first
+    training examples with a CoT."""
+    shots = list(islice(((e.question, task.target(e)) for e in train if e.cot), config.few_shot))
+    if len(shots) < config.few_shot:
+        raise ReftuneError(f"few_shot {config.few_shot}: the training split holds only {len(shots)} examples "
+                           f"with a {config.style!r} CoT")
+    task.prompt_format = choose_prompt_format(tokenizer_of(model_name or config.model), config.prompt_format,
+                                              config.system_prompt, shots)
 
 
 def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):

@@ -9,7 +9,7 @@ from reftune.config import EvalConfig, SampleConfig
 from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
-                                   seed_everything, write_atomically)
+                                   seed_everything, use_prompt_format, write_atomically)
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
 from reftune.tasks import Task
 
@@ -50,6 +50,7 @@ def evaluate(config: EvalConfig) -> dict:
         announce(stage, config, folder)
     seed_everything(config.seed)
     task, examples = load_examples(config, config.split, config.limit)
+    use_prompt_format(task, config, load_examples(config, "train")[1] if config.few_shot else [])
     policy = load_model(config, accelerator.device, tokenizer_texts=example_texts(task, examples))
 
     # 2. sample each process's share of the questions; score with the verifier when reranking

@@ -20,7 +20,7 @@ from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import sample
 from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
 
@@ -31,6 +31,7 @@ def online_st(config: OnlineSTConfig) -> dict:
     accelerator, processes = run.accelerator, run.accelerator.num_processes
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    use_prompt_format(task, config, train)
     steps_per_epoch, total_steps = plan_on_policy(config, len(train), processes)
 
     policy = load_model(config, accelerator.device,

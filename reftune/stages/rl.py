@@ -29,7 +29,8 @@ from reftune.models import is_lora
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.stages.batches import example_texts
-from reftune.stages.common import adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard
+from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
+                                   use_prompt_format)
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
@@ -59,6 +60,7 @@ def rl(config: RLConfig) -> dict:
     accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    use_prompt_format(task, config, train)
     steps_per_epoch, total_steps = plan_on_policy(config, len(train), accelerator.num_processes)
 
     # The warm-up model is the policy's start and the reference; the value head shares its backbone.

@@ -18,7 +18,7 @@ from reftune.errors import ReftuneError
 from reftune.models import save_pretrained
 from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
                                     verified_examples, warmup_decay_scheduler)
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
 
@@ -31,6 +31,7 @@ def sft(config: SFTConfig) -> dict:
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    use_prompt_format(task, config, train, run.model_to_resume)
     if config.check_cots:
         train, dropped = verified_examples(task, train)
         if main:

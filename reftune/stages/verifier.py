@@ -17,7 +17,7 @@ from reftune.errors import ReftuneError
 from reftune.heads import Verifier
 from reftune.selection import roc_auc
 from reftune.stages.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
 
@@ -68,6 +68,7 @@ def verifier(config: VerifierConfig) -> dict:
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
+    use_prompt_format(task, config, train)
 
     # 2. sampled CoTs, deduplicated per question and labelled by the reward
     train_samples = labelled_samples(task, training_samples(

@@ -22,8 +22,9 @@ from reftune.tasks.answers import (
     parse_number,
 )
 
+from reftune.tasks.prompting import PLAIN, PromptFormat
+
 STYLES = ("nl", "python")
-PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"  # the authors' format (Luong et al. 2024, their scripts)
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,12 @@ class Task:
             yield row, f"row {index} of {name} ({split})"
 
     # ---- formatting ----------------------------------------------------------------------------
+    # How prompts are laid out (plain, or the model's chat template): a stage sets it once it has the
+    # model's tokenizer (reftune.stages.common.use_prompt_format); the SFT target is the same in both.
+    prompt_format: PromptFormat = PLAIN
+
     def prompt(self, example: Example) -> str:
-        return PROMPT_TEMPLATE.format(question=example.question)
+        return self.prompt_format.prompt(example.question, self.style)
 
     def program_prefix(self, example: Example) -> str:
         """The first lines of a P-CoT program, which RL and sampling may append to the prompt."""
