@@ -56,19 +56,19 @@ def command_demo(config) -> int:
     return 0
 
 
-def best_line(summary: dict, metric: str = "dev_accuracy") -> str:
-    best = summary[f"best_{metric}"]
+def best_line(summary, metric: str = "dev_accuracy") -> str:
+    best = getattr(summary, f"best_{metric}")
     if best is None:
-        return f"not evaluated yet; last checkpoint at step {summary['steps']}"
+        return f"not evaluated yet; last checkpoint at step {summary.steps}"
     shown = f"{best:.1%}" if metric == "dev_accuracy" else f"{best:.3f}"
-    return f"best {metric.replace('_', ' ')} {shown} at step {summary['best_step']}; model: {summary['best_model']}"
+    return f"best {metric.replace('_', ' ')} {shown} at step {summary.best_step}; model: {summary.best_model}"
 
 
 def command_sft(config) -> int:
     from reftune.stages.sft import sft
 
     summary = sft(config)
-    print(f"{summary_prefix(config)}: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
+    print(f"{summary_prefix(config)}: {summary.steps} steps in {summary.seconds} s; {best_line(summary)}")
     return 0
 
 
@@ -82,7 +82,7 @@ def command_rl(config) -> int:
     from reftune.stages.rl import rl
 
     summary = rl(config)
-    print(f"rl: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
+    print(f"rl: {summary.steps} steps in {summary.seconds} s; {best_line(summary)}")
     return 0
 
 
@@ -90,7 +90,7 @@ def command_online_st(config) -> int:
     from reftune.stages.online_st import online_st
 
     summary = online_st(config)
-    print(f"online-st: {summary['steps']} steps in {summary['seconds']} s; {best_line(summary)}")
+    print(f"online-st: {summary.steps} steps in {summary.seconds} s; {best_line(summary)}")
     return 0
 
 
@@ -98,8 +98,8 @@ def command_verifier(config) -> int:
     from reftune.stages.verifier import verifier
 
     summary = verifier(config)
-    train = summary["balance"]["train"]
-    print(f"verifier: {summary['steps']} steps on {train['samples']} distinct samples ({train['right_fraction']:.1%} "
+    train = summary.balance["train"]
+    print(f"verifier: {summary.steps} steps on {train['samples']} distinct samples ({train['right_fraction']:.1%} "
           f"right); {best_line(summary, 'dev_auc')} (use it with reftune eval --mode rerank --verifier)")
     return 0
 
@@ -115,9 +115,8 @@ def command_eval(config) -> int:
     from reftune.stages.evaluate import evaluate
 
     summary = evaluate(config)
-    figures = {k: v for k, v in summary.items() if "accuracy" in k or k.startswith(("pass@", "upper_bound@"))}
-    print(f"{config.task} ({config.style}, {config.split}, {summary['questions']} questions): "
-          + ", ".join(f"{k} {v:.1%}" for k, v in figures.items()) + f"; written to {config.output}")
+    print(f"{config.task} ({config.style}, {config.split}, {summary.questions} questions): "
+          + ", ".join(f"{k} {v:.1%}" for k, v in summary.figures().items()) + f"; written to {config.output}")
     return 0
 
 

@@ -8,13 +8,17 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from reftune.tasks.base import Task
 
 CORRECT_REWARD = 1.0
 PARTIAL_REWARD = 0.1  # an answer was extracted but is wrong; numeric tasks only (paper, sec. 3)
 NO_ANSWER_REWARD = 0.0  # no trigger, unparsable value, or the program failed / timed out
+
+# A user's own reward for RL, in place of score_answer: (completions, golds, examples), one of each per
+# completion -> one float per completion.
+RewardFn = Callable[[list, list, list], list]
 
 
 def score_answer(task: Task, pred, gold) -> float:

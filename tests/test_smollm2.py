@@ -42,7 +42,7 @@ def test_smollm2_takes_an_sft_step(offline, tmp_path):
     summary = sft(SFTConfig(model=SMOLLM2, task="arithmetic", max_train_examples=2, batch_size=2,
                             micro_batch_size=1, max_steps=1, eval_limit=1, eval_max_new_tokens=4,
                             learning_rate=1e-5, report_to="jsonl", progress=False, output=str(tmp_path)))
-    assert summary["steps"] == 1
+    assert summary.steps == 1
     before = load_file(str(smollm2_folder() / "model.safetensors"))
     after = load_file(str(tmp_path / "checkpoints" / "step-000001" / "model" / "model.safetensors"))
     name = "model.layers.0.self_attn.q_proj.weight"

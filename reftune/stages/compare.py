@@ -40,9 +40,9 @@ def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_
         sampled = evaluate(EvalConfig(**evaluation, model=model, temperature=temperature, num_samples=num_samples,
                                       mode="rerank" if verifier else "vote", verifier=verifier,
                                       output=str(folder / "eval" / f"{slug}-sampled")))
-        results[name] = {"top1": greedy["top1_accuracy"], "vote": sampled[f"vote@{num_samples}_accuracy"],
-                         "rerank": sampled.get(f"rerank@{num_samples}_accuracy"),
-                         "upper_bound": sampled.get(f"upper_bound@{num_samples}", sampled[f"pass@{num_samples}"]),
+        upper_bound = sampled.upper_bound if sampled.upper_bound is not None else sampled.pass_at[num_samples]
+        results[name] = {"top1": greedy.top1_accuracy, "vote": sampled.vote_accuracy,
+                         "rerank": sampled.rerank_accuracy, "upper_bound": upper_bound,
                          "greedy_samples": str(folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl")}
     return results
 

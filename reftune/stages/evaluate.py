@@ -11,11 +11,13 @@ from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
                                    seed_everything, use_prompt_format, write_atomically)
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
+from reftune.stages.summaries import EvalSummary
 from reftune.tasks import Task
 
 
 def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
-    """Accuracy figures over questions: top-1 when greedy; vote@K and pass@k when sampled."""
+    """EvalSummary's figures over questions: top-1 when greedy; vote@K and pass@k when sampled; rerank@K
+    when the samples carry verifier scores."""
     if not results:
         return {"questions": 0}
     k = len(results[0].completions)
@@ -28,19 +30,19 @@ def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
         summary["top1_accuracy"] = accuracy([r.correct[0] for r in results])
     else:
         votes = [majority_vote(r.answers, task.is_correct) for r in results]
-        summary[f"vote@{k}_accuracy"] = accuracy(
+        summary["vote_accuracy"] = accuracy(
             [v is not None and task.is_correct(v, r.example.answer) for v, r in zip(votes, results)])
-        for level in pass_at_k_levels(k):
-            summary[f"pass@{level}"] = sum(pass_at_k(k, sum(r.correct), level) for r in results) / len(results)
+        summary["pass_at"] = {level: sum(pass_at_k(k, sum(r.correct), level) for r in results) / len(results)
+                              for level in pass_at_k_levels(k)}
     if all(r.scores for r in results):
         picks = [rerank(r.answers, r.scores) for r in results]
-        summary[f"rerank@{k}_accuracy"] = accuracy(
+        summary["rerank_accuracy"] = accuracy(
             [p is not None and task.is_correct(p, r.example.answer) for p, r in zip(picks, results)])
-        summary[f"upper_bound@{k}"] = accuracy([any(r.correct) for r in results])  # some sample is right
+        summary["upper_bound"] = accuracy([any(r.correct) for r in results])  # some sample is right
     return summary
 
 
-def evaluate(config: EvalConfig) -> dict:
+def evaluate(config: EvalConfig) -> EvalSummary:
     """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
     # 1. the run folder, the data and the model
     accelerator = build_accelerator()
@@ -62,11 +64,11 @@ def evaluate(config: EvalConfig) -> dict:
         results = add_verifier_scores(accelerator, task, config.verifier, results, config.batch_size)
 
     # 3. score and write
-    summary = {"model": config.model, "task": config.task, "style": config.style, "split": config.split,
-               "mode": config.mode, **summarize(task, results, params.greedy),
-               "seconds": round(time.perf_counter() - started, 2)}
+    summary = EvalSummary(model=config.model, task=config.task, style=config.style, split=config.split,
+                          mode=config.mode, **summarize(task, results, params.greedy),
+                          seconds=round(time.perf_counter() - started, 2))
     if main:
         write_samples(folder / f"{config.split}-samples.jsonl", task, results)
-        write_atomically(folder / "summary.json", json.dumps(summary, indent=1))
+        write_atomically(folder / "summary.json", json.dumps(summary.as_json(), indent=1))
         release_lock(folder)
     return summary

@@ -22,10 +22,11 @@ from reftune.rollout import sample
 from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
 from reftune.stages.run import Run
+from reftune.stages.summaries import OnlineSTSummary
 from reftune.stages.samples import greedy_accuracy
 
 
-def online_st(config: OnlineSTConfig) -> dict:
+def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     """Run Online-ST from the warm-up model; returns a summary."""
     run = Run(config, "online-st", seed_per_process=True)  # each process samples differently
     accelerator, processes = run.accelerator, run.accelerator.num_processes
@@ -89,4 +90,4 @@ def online_st(config: OnlineSTConfig) -> dict:
         if run.stopping:
             break
 
-    return run.finish()
+    return run.finish(OnlineSTSummary)

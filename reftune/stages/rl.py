@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from reftune.algorithms.losses import drop_truncated, explained_variance, kl_pen
 from reftune.config import RLConfig
 from reftune.heads import PolicyWithValueHead
 from reftune.models import is_lora
-from reftune.rewards import CORRECT_REWARD, score_answer
+from reftune.errors import ReftuneError
+from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
@@ -34,6 +36,7 @@ from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_example
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
+from reftune.stages.summaries import RLSummary
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 
@@ -54,8 +57,10 @@ def reference_policy(policy):
     return reference
 
 
-def rl(config: RLConfig) -> dict:
-    """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm."""
+def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
+    """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
+    reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
+    (golds and examples are given per completion, so K samples of a question repeat its gold)."""
     run = Run(config, "rl", seed_per_process=True)  # each process samples differently
     accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
@@ -87,7 +92,7 @@ def rl(config: RLConfig) -> dict:
         # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
         #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal)
         scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
-                                             shard(questions, accelerator), params, accelerator, times)
+                                             shard(questions, accelerator), params, accelerator, times, reward_fn)
         rollout, scores = scored.rollout, scored.scores
         # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
         response = rollout.response_mask
@@ -128,7 +133,7 @@ def rl(config: RLConfig) -> dict:
 
     if run.stop_reason and not run.interrupted and run.main:
         print(f"reftune rl: stopping: {run.stop_reason}", flush=True)
-    return run.finish()
+    return run.finish(RLSummary)
 
 
 @dataclass(frozen=True)
@@ -141,32 +146,49 @@ class Scored:
     scores: torch.Tensor  # (rows,) the ReFT reward per row
 
 
-def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params, times: dict) -> Scored:
+def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params, times: dict,
+                     reward_fn: RewardFn | None = None) -> Scored:
     """Sample params.num_samples completions per question (with values when there is a value head) and
-    score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none. Adds the time of each to `times`."""
+    score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none (or with the user's reward_fn).
+    Adds the time of each to `times`."""
     with timer(times, "sampling"):
         rollout = sample(model.policy, tokenizer, [task.prompt(q) for q in questions], params,
                          value_head=model.value_head)
     with timer(times, "scoring"):  # P-CoT: the programs run in the sandbox here
-        answers = task.extract_answers(rollout.texts)
-        golds = [q.answer for q in questions for _ in range(params.num_samples)]
-        scores = torch.tensor([score_answer(task, a, g) for a, g in zip(answers, golds)],
-                              device=rollout.sequences.device)
+        answers = task.extract_answers(rollout.texts)  # also read with a reward_fn: the diagnostics use them
+        examples = [q for q in questions for _ in range(params.num_samples)]
+        golds = [q.answer for q in examples]
+        rewards = (user_rewards(reward_fn, rollout.texts, golds, examples) if reward_fn
+                   else [score_answer(task, a, g) for a, g in zip(answers, golds)])
+        scores = torch.tensor(rewards, dtype=torch.float32, device=rollout.sequences.device)
     return Scored(rollout, questions, answers, scores)
 
 
+def user_rewards(reward_fn: RewardFn, completions: list[str], golds: list, examples: list) -> list[float]:
+    """reward_fn's scores, checked: one finite number per completion."""
+    rewards = list(reward_fn(completions, golds, examples))
+    if len(rewards) != len(completions):
+        raise ReftuneError(f"reward_fn returned {len(rewards)} rewards for {len(completions)} completions: "
+                           f"return one per completion")
+    bad = [r for r in rewards if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r)]
+    if bad:
+        raise ReftuneError(f"reward_fn returned {bad[0]!r}: every reward must be a finite number")
+    return [float(r) for r in rewards]
+
+
 def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,
-                params, accelerator, times: dict) -> tuple[Scored, SignalCounts, int]:
+                params, accelerator, times: dict, reward_fn: RewardFn | None) -> tuple[Scored, SignalCounts, int]:
     """This process's questions sampled and scored; with dynamic sampling, filled with questions that
     carry signal. Also the first round's signal counts (before any filtering) and the extra rounds."""
-    scored = sample_and_score(task, model, tokenizer, mine, params, times)
+    scored = sample_and_score(task, model, tokenizer, mine, params, times, reward_fn)
     signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
                            torch.tensor([a is not None for a in scored.answers]))
     if not config.dynamic_sampling:
         return scored, signal, 0
     scored, rounds = fill_with_signal(scored, lambda round_: shard(extra_questions(train, config, step, round_), accelerator),
                                       config.max_dynamic_sampling_rounds, accelerator,
-                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params, times),
+                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params, times,
+                                                                         reward_fn),
                                       params.num_samples, tokenizer.pad_token_id)
     return scored, signal, rounds
 

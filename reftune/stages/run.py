@@ -14,7 +14,7 @@ bookkeeping. A stage's loop stays inline and reads like the paper's algorithm bo
             run.checkpoint(evaluate, export, epoch)
         if run.stopping:
             break
-    return run.finish(**extra)
+    return run.finish(SFTSummary, **extra)         # the stage's typed summary, also written as summary.json
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from reftune.errors import ReftuneError
 from reftune.options import config_from_yaml_text
 from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
                                    seed_everything, write_atomically)
+from reftune.stages.summaries import TrainingSummary
 from reftune.tracking import RunBar, Tracker
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, and where it
@@ -174,18 +175,19 @@ class Run:
         if self.main:
             self.bar.write(f"step {self.state.step}/{self.total_steps}: {line}")
 
-    def finish(self, **extra) -> dict:
+    def finish(self, summary_type: type[TrainingSummary], **extra) -> TrainingSummary:
         """Close the sinks and the bar, hand Ctrl-C back, write summary.json and release the folder.
-        Returns the summary: steps, best dev score (under the metric's name) and step, the best model's
-        folder, training seconds over all resumes, why it stopped early if it did, and `extra`."""
+        Returns the stage's summary: steps, best dev score (under the metric's name) and step, the best
+        model's folder, training seconds over all resumes, why it stopped early if it did, and `extra`."""
         restore_interrupts(self.previous_handler)
         self.bar.close()
         self.tracker.close()
-        summary = {"steps": self.state.step, f"best_{self.metric}": self.state.best_score,
-                   "best_step": self.state.best_step, "best_model": str(self.folder / "best"),
-                   "stopped": self.stop_reason, **extra, "seconds": round(self.seconds(), 2)}
+        summary = summary_type(output=str(self.folder), steps=self.state.step, best_step=self.state.best_step,
+                               best_model=str(self.folder / "best"), stopped=self.stop_reason,
+                               seconds=round(self.seconds(), 2), **{f"best_{self.metric}": self.state.best_score},
+                               **extra)
         if self.main:
-            write_atomically(self.folder / "summary.json", json.dumps(summary, indent=1))
+            write_atomically(self.folder / "summary.json", json.dumps(summary.as_json(), indent=1))
             if self.interrupted:
                 print(f"reftune {self.stage}: stopped at step {self.state.step} (checkpoint written); continue "
                       f"with:\n  {resume_command(self.folder)}", flush=True)

@@ -20,10 +20,11 @@ from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, toke
                                     verified_examples, warmup_decay_scheduler)
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
+from reftune.stages.summaries import SFTSummary
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
 
 
-def sft(config: SFTConfig) -> dict:
+def sft(config: SFTConfig) -> SFTSummary:
     """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
     # 1. the run folder, the data (Offline-ST: the gold CoTs and the sampler's correct ones)
     offline_st = isinstance(config, OfflineSTConfig)
@@ -100,4 +101,4 @@ def sft(config: SFTConfig) -> dict:
             break
 
     # 6. summary
-    return run.finish(train_examples=len(encoded), skipped_too_long=skipped, **({"data": data} if offline_st else {}))
+    return run.finish(SFTSummary, train_examples=len(encoded), skipped_too_long=skipped, data=data)

@@ -19,6 +19,7 @@ from reftune.selection import roc_auc
 from reftune.stages.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
+from reftune.stages.summaries import VerifierSummary
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
 
 
@@ -61,7 +62,7 @@ def dev_auc(accelerator, verifier, tokenizer, samples: list[LabelledSample], bat
     return roc_auc([score for score, _ in scored], [label for _, label in scored])
 
 
-def verifier(config: VerifierConfig) -> dict:
+def verifier(config: VerifierConfig) -> VerifierSummary:
     """Sample and label CoTs, train the classifier, keep the checkpoint with the best dev AUC."""
     # 1. the run folder and the questions
     run = Run(config, "verifier")
@@ -124,7 +125,7 @@ def verifier(config: VerifierConfig) -> dict:
             break
 
     # 6. summary
-    return run.finish(balance=balance, skipped_too_long=skipped)
+    return run.finish(VerifierSummary, balance=balance, skipped_too_long=skipped)
 
 
 def bce_backward(accelerator, model, mine: list, step_size: int, micro_batch_size: int, pad_id: int) -> tuple[float, float]:

@@ -15,9 +15,9 @@ def test_summary_of_hand_made_samples():
         QuestionSamples(Example("q2", "?", 2.0), ["", "", "", ""], [7.0, 7.0, 2.0, None], [0.1, 0.1, 1.0, 0.0]),
     ]
     summary = summarize(task, results, greedy=False)
-    assert summary["vote@4_accuracy"] == 0.5  # q1 votes 5 (right), q2 votes 7 (wrong)
-    assert summary["pass@1"] == (2 / 4 + 1 / 4) / 2
-    assert summary["pass@4"] == 1.0
+    assert summary["vote_accuracy"] == 0.5  # q1 votes 5 (right), q2 votes 7 (wrong)
+    assert summary["pass_at"][1] == (2 / 4 + 1 / 4) / 2
+    assert summary["pass_at"][4] == 1.0
     assert summary["no_answer_rate"] == 2 / 8
     assert summary["sample_accuracy"] == 3 / 8
     assert summarize(task, results, greedy=True)["top1_accuracy"] == 0.5  # first samples: right, wrong
@@ -25,7 +25,7 @@ def test_summary_of_hand_made_samples():
 
 def test_eval_writes_per_question_jsonl_and_a_summary(tmp_path):
     summary = evaluate(EvalConfig(**RUN, split="dev", output=str(tmp_path)))
-    assert summary["questions"] == 3 and 0.0 <= summary["top1_accuracy"] <= 1.0
+    assert summary.questions == 3 and 0.0 <= summary.top1_accuracy <= 1.0
     rows = [json.loads(line) for line in (tmp_path / "dev-samples.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == ["arithmetic_dev_0", "arithmetic_dev_1", "arithmetic_dev_2"]
     assert set(rows[0]) >= {"question", "gold", "samples", "answers", "correct", "rewards", "vote"}
@@ -35,6 +35,7 @@ def test_eval_writes_per_question_jsonl_and_a_summary(tmp_path):
 
 def test_sampling_k_per_question_reports_vote_and_pass_at_k(tmp_path):
     summary = evaluate(SampleConfig(**RUN, num_samples=4, output=str(tmp_path)))
-    assert {"vote@4_accuracy", "pass@1", "pass@2", "pass@4"} <= set(summary)
+    assert {"vote@4_accuracy", "pass@1", "pass@2", "pass@4"} <= set(summary.figures()) and summary.top1_accuracy is None
+    assert {"vote@4_accuracy", "pass@4", "questions"} <= set(json.loads((tmp_path / "summary.json").read_text()))
     rows = [json.loads(line) for line in (tmp_path / "train-samples.jsonl").read_text().splitlines()]
     assert all(len(row["samples"]) == 4 for row in rows)

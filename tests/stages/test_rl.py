@@ -57,7 +57,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, options):
     rl(RLConfig(**run, output=str(tmp_path / "straight")))
     rl(RLConfig(**run, output=str(tmp_path / "resumed")))
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000004")  # killed before this save
-    assert rl(RLConfig(**run, output=str(tmp_path / "resumed"), resume=True))["steps"] == 4
+    assert rl(RLConfig(**run, output=str(tmp_path / "resumed"), resume=True)).steps == 4
     straight = weights(tmp_path / "straight" / "checkpoints" / "step-000004")
     resumed = weights(tmp_path / "resumed" / "checkpoints" / "step-000004")
     for name in straight:
@@ -84,8 +84,8 @@ def test_configs_that_cannot_work_are_refused():
 def test_a_runaway_kl_stops_the_run_with_a_report(tmp_path):
     summary = rl(RLConfig(**{**TINY_RL, "learning_rate": 5e-2}, output=str(tmp_path), max_steps=6,
                           eval_every=10, max_kl=1e-3))
-    assert summary["stopped"] and "running away" in summary["stopped"] and summary["steps"] < 6
-    assert (tmp_path / "checkpoints" / f"step-{summary['steps']:06d}").exists()
+    assert summary.stopped and "running away" in summary.stopped and summary.steps < 6
+    assert (tmp_path / "checkpoints" / f"step-{summary.steps:06d}").exists()
 
 
 def test_a_non_finite_loss_skips_the_update(tmp_path):
@@ -198,7 +198,7 @@ def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
         else:
             assert process.returncode == 0 and "--resume" in out and "Traceback" not in err, err[-2000:]
         assert complete_before <= files_of_complete_checkpoints(folder), what
-    assert rl(RLConfig(**run, output=str(folder), resume=True))["steps"] == 8
+    assert rl(RLConfig(**run, output=str(folder), resume=True)).steps == 8
     assert logged_steps(folder) == [1, 2, 3, 4, 5, 6, 7, 8]
     straight = weights(tmp_path / "straight" / "checkpoints" / "step-000008")
     resumed = weights(folder / "checkpoints" / "step-000008")
@@ -213,4 +213,4 @@ def test_rl_needs_only_questions_and_answers_in_its_style(tmp_path, shared_data)
                           eval_max_new_tokens=8, questions_per_step=4, micro_batch_size=4, max_new_tokens=8,
                           max_steps=1, eval_every=1, learning_rate=1e-4, report_to="jsonl", progress=False,
                           output=str(tmp_path)))
-    assert summary["steps"] == 1
+    assert summary.steps == 1

@@ -34,7 +34,7 @@ def test_resume_refuses_a_changed_config_naming_each_option_and_keeps_the_saved_
 def test_resume_may_lengthen_the_run_and_records_what_it_used(tmp_path):
     sft(SFTConfig(**TINY, max_steps=2, eval_every=2, output=str(tmp_path)))
     summary = sft(SFTConfig(**TINY, max_steps=3, eval_every=3, resume=True, output=str(tmp_path)))
-    assert summary["steps"] == 3
+    assert summary.steps == 3
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["max_steps"] == 3
 
 
@@ -48,7 +48,7 @@ def test_times_add_up_across_resumes(tmp_path):
     sft(SFTConfig(**TINY, max_steps=2, eval_every=2, output=str(tmp_path)))
     before = TrainerState.read(complete_checkpoints(tmp_path)[-1]).seconds
     summary = sft(SFTConfig(**TINY, max_steps=3, eval_every=3, resume=True, output=str(tmp_path)))
-    assert before > 0 and summary["seconds"] > before
+    assert before > 0 and summary.seconds > before
 
 
 def test_no_command_replaces_what_another_run_wrote(tmp_path):
@@ -73,7 +73,7 @@ def test_no_command_replaces_what_another_run_wrote(tmp_path):
 def test_a_run_that_never_trained_leaves_its_folder_free_for_a_retry(tmp_path):
     with pytest.raises(ReftuneError, match="multiple of micro_batch_size"):
         sft(SFTConfig(**{**TINY, "batch_size": 3}, max_steps=1, output=str(tmp_path)))
-    assert sft(SFTConfig(**TINY, max_steps=1, eval_every=1, output=str(tmp_path)))["steps"] == 1
+    assert sft(SFTConfig(**TINY, max_steps=1, eval_every=1, output=str(tmp_path))).steps == 1
 
 
 def test_a_second_process_on_a_locked_folder_is_refused_naming_the_holder(tmp_path):
@@ -93,7 +93,7 @@ def test_a_second_process_on_a_locked_folder_is_refused_naming_the_holder(tmp_pa
         holder.kill()
         holder.wait()
     # The OS released the dead holder's lock: the folder is usable again.
-    assert sft(SFTConfig(**TINY, max_steps=1, eval_every=1, output=str(tmp_path)))["steps"] == 1
+    assert sft(SFTConfig(**TINY, max_steps=1, eval_every=1, output=str(tmp_path))).steps == 1
 
 
 def test_a_partial_checkpoint_is_never_picked(tmp_path):
@@ -103,7 +103,7 @@ def test_a_partial_checkpoint_is_never_picked(tmp_path):
     (partial / "trainer_state.json").write_text(json.dumps({"step": 2}))
     assert [c.name for c in complete_checkpoints(tmp_path)] == ["step-000001"]
     assert sft(SFTConfig(**TINY, max_steps=2, eval_every=1, keep_checkpoints=5, resume=True,
-                         output=str(tmp_path)))["steps"] == 2
+                         output=str(tmp_path))).steps == 2
 
 
 def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_intact(tmp_path):
@@ -115,7 +115,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_intact(tmp_
     (tmp_path / "checkpoints" / ".step-000002.partial").unlink()
     assert [c.name for c in complete_checkpoints(tmp_path)] == ["step-000001"]
     assert sft(SFTConfig(**TINY, max_steps=2, eval_every=1, keep_checkpoints=5, resume=True,
-                         output=str(tmp_path)))["steps"] == 2
+                         output=str(tmp_path))).steps == 2
 
 
 @pytest.mark.parametrize("options, name", [({"max_steps": 0}, "max_steps"), ({"eval_limit": 0}, "eval_limit"),

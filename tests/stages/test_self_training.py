@@ -52,9 +52,9 @@ def test_offline_st_samples_keeps_correct_cots_and_trains_the_base_model(tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(len(row["samples"]) == 4 for row in rows)
     right = sum(any(row["correct"]) for row in rows)
-    assert summary["data"]["questions_with_a_kept_sample"] <= right
-    assert summary["train_examples"] == 8 + summary["data"]["sampled_cots_kept"]
-    assert summary["data"]["sampled_cots_kept"] > 0  # the warm-up is right on ~40% of its samples
+    assert summary.data["questions_with_a_kept_sample"] <= right
+    assert summary.train_examples == 8 + summary.data["sampled_cots_kept"]
+    assert summary.data["sampled_cots_kept"] > 0  # the warm-up is right on ~40% of its samples
     first, last = (weights(tmp_path / "checkpoints" / f"step-00000{s}" / "model") for s in (1, 2))
     assert any(not torch.equal(first[name], last[name]) for name in first)
     AutoModelForCausalLM.from_pretrained(tmp_path / "best")
@@ -62,7 +62,7 @@ def test_offline_st_samples_keeps_correct_cots_and_trains_the_base_model(tmp_pat
     again = offline_st(OfflineSTConfig(**QUIET, model="tiny", samples=str(tmp_path / "samples.jsonl"), keep_per_question=2,
                                        max_train_examples=8, dev_split="dev", eval_limit=2, eval_max_new_tokens=8,
                                        batch_size=4, micro_batch_size=4, max_steps=1, output=str(tmp_path / "again")))
-    assert again["data"] == summary["data"]
+    assert again.data == summary.data
 
 
 def test_offline_st_needs_a_sampler_or_samples_and_refuses_a_foreign_file(tmp_path):
@@ -99,7 +99,7 @@ def test_online_st_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, w
     online_st(OnlineSTConfig(**run, output=str(tmp_path / "straight")))
     online_st(OnlineSTConfig(**run, output=str(tmp_path / "resumed")))
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000004")  # killed before this save
-    assert online_st(OnlineSTConfig(**run, output=str(tmp_path / "resumed"), resume=True))["steps"] == 4
+    assert online_st(OnlineSTConfig(**run, output=str(tmp_path / "resumed"), resume=True)).steps == 4
     straight, resumed = (weights(tmp_path / run_name / "checkpoints" / "step-000004" / "model")
                          for run_name in ("straight", "resumed"))
     assert all(torch.allclose(straight[name], resumed[name], atol=1e-6) for name in straight)

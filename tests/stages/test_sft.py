@@ -29,7 +29,7 @@ def test_two_steps_move_the_parameters_and_write_a_checkpoint_transformers_reloa
     _, dev = load_examples(config, "dev", config.eval_limit)
     initial = load_model(config, "cpu", tokenizer_texts(training_pairs(task, train), [task.prompt(e) for e in dev])).model.state_dict()
 
-    assert sft(config)["steps"] == 2
+    assert sft(config).steps == 2
     checkpoint = tmp_path / "checkpoints" / "step-000002"
     trained = AutoModelForCausalLM.from_pretrained(checkpoint / "model").state_dict()
     assert trained.keys() == initial.keys()
@@ -61,7 +61,7 @@ def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(tmp
 
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000004")
     summary = sft(SFTConfig(**run, output=str(tmp_path / "resumed"), resume=True))
-    assert summary["steps"] == 4
+    assert summary.steps == 4
     lines = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     # the steps logged after the step-2 checkpoint were cut on resume: each step is logged once
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
@@ -79,8 +79,8 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_too_long_examples_are_skipped_and_counted(tmp_path, capsys):
     summary = sft(SFTConfig(**{**TINY_RUN, "batch_size": 2, "micro_batch_size": 1}, output=str(tmp_path),
                             max_steps=1, max_length=100))
-    assert summary["skipped_too_long"] > 0
-    assert f"{summary['skipped_too_long']} of 8 training examples are longer than max_length=100" in capsys.readouterr().out
+    assert summary.skipped_too_long > 0
+    assert f"{summary.skipped_too_long} of 8 training examples are longer than max_length=100" in capsys.readouterr().out
 
 
 def test_a_dataset_entirely_too_long_is_refused(tmp_path):
@@ -107,7 +107,7 @@ def test_sft_learns_a_handful_of_arithmetic_questions(tmp_path):
                             eval_limit=8, batch_size=8, micro_batch_size=4, epochs=200, eval_every=50,
                             learning_rate=3e-3, warmup_ratio=0.05, eval_max_new_tokens=120,
                             report_to="jsonl", progress=False, output=str(tmp_path)))
-    assert summary["best_dev_accuracy"] >= 0.9
+    assert summary.best_dev_accuracy >= 0.9
 
 
 def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_and_loses_nothing(tmp_path):
@@ -125,4 +125,4 @@ def test_check_cots_drops_the_gold_cots_whose_stated_arithmetic_is_wrong(tmp_pat
                report_to="jsonl", progress=False)
     summary = sft(SFTConfig(**run, check_cots=True, output=str(tmp_path / "checked")))
     assert "dropped 1 (1 wrong_step)" in capsys.readouterr().out
-    assert summary["train_examples"] == 999
+    assert summary.train_examples == 999

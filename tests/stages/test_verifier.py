@@ -18,8 +18,8 @@ def test_verifier_trains_a_head_on_the_backbone_and_writes_a_reloadable_checkpoi
 
     folder = Path(tiny_verifier)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["balance"]["train"]["samples"] > 8 and summary["balance"]["train"]["right"] > 0
-    assert summary["steps"] >= 2 and 0.0 <= summary["best_dev_auc"] <= 1.0
+    assert summary.balance["train"]["samples"] > 8 and summary.balance["train"]["right"] > 0
+    assert summary.steps >= 2 and 0.0 <= summary.best_dev_auc <= 1.0
     model, tokenizer = load_verifier(folder / "best")
     assert model.head.weight.abs().sum() > 0  # the head starts at zero; training moved it
     AutoModelForCausalLM.from_pretrained(folder / "best")  # the backbone is a plain HF folder
@@ -58,8 +58,8 @@ def test_verifier_separates_right_from_wrong_where_correctness_is_learnable(tmp_
         dev_samples=str(tmp_path / "dev-samples.jsonl"), batch_size=32, micro_batch_size=32, epochs=20,
         learning_rate=1e-3, warmup_ratio=0.05, eval_every=60, report_to="jsonl", progress=False,
         output=str(tmp_path / "run")))
-    assert summary["balance"]["train"] == {"samples": 600, "right": 200, "wrong": 400, "right_fraction": 1 / 3}
-    assert summary["best_dev_auc"] >= 0.7, summary
+    assert summary.balance["train"] == {"samples": 600, "right": 200, "wrong": 400, "right_fraction": 1 / 3}
+    assert summary.best_dev_auc >= 0.7, summary
 
 
 def test_a_verifier_needs_right_and_wrong_samples(tmp_path, warm_tiny):
@@ -81,9 +81,9 @@ def test_eval_rerank_picks_the_top_scored_sample_with_an_answer(tmp_path, warm_t
     assert all(len(row["verifier_scores"]) == 4 for row in rows)
     for row in rows:
         assert row["rerank"] == rerank(row["answers"], row["verifier_scores"])
-    assert summary["rerank@4_accuracy"] == sum(row["rerank_correct"] for row in rows) / 6
-    assert summary["upper_bound@4"] == sum(any(row["correct"]) for row in rows) / 6
-    assert summary["upper_bound@4"] >= max(summary["rerank@4_accuracy"], summary["vote@4_accuracy"])
+    assert summary.rerank_accuracy == sum(row["rerank_correct"] for row in rows) / 6
+    assert summary.upper_bound == sum(any(row["correct"]) for row in rows) / 6
+    assert summary.upper_bound >= max(summary.rerank_accuracy, summary.vote_accuracy)
 
 
 def test_rerank_without_a_verifier_is_refused():

@@ -1,0 +1,74 @@
+"""The Python API: the README's example runs as written (extracted from the README, not copied), the
+stages return typed summaries, and a user's reward_fn replaces the answer reward in RL."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reftune
+from reftune import RLConfig, RLSummary, SFTSummary, rl
+from reftune.errors import ReftuneError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_import_reftune_stays_light():
+    code = "import sys, reftune; assert 'torch' not in sys.modules; print(len(reftune.__all__))"
+    assert int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout) > 10
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        reftune.nothing  # noqa: B018
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    warm, reft = namespace["warm"], namespace["reft"]
+    assert isinstance(warm, SFTSummary) and isinstance(reft, RLSummary)
+    assert reft.steps == 4 and Path(reft.best_model).is_dir()
+    assert json.loads((tmp_path / "runs/api-reft/summary.json").read_text())["steps"] == 4
+    # the example's reward, 1 / (1 + characters), is never one of the answer reward's 0, 0.1, 1
+    rewards = [json.loads(line)["reward_mean"] for line in (tmp_path / "runs/api-reft/metrics.jsonl").open()
+               if "reward_mean" in json.loads(line)]
+    assert len(rewards) == 4 and all(0 < r < 0.5 for r in rewards)
+
+
+def constant(value):
+    return lambda completions, golds, examples: [value] * len(completions)
+
+
+RL = dict(task="arithmetic", model="tiny", max_train_examples=8, eval_limit=2, eval_max_new_tokens=8,
+          questions_per_step=4, max_new_tokens=16, max_steps=2, eval_every=2, report_to="jsonl", progress=False)
+
+
+def test_reward_fn_replaces_the_answer_reward(tmp_path):
+    seen = []
+
+    def reward(completions, golds, examples):
+        seen.append((len(completions), golds, [e.answer for e in examples]))
+        return [0.37] * len(completions)
+
+    summary = rl(RLConfig(**RL, num_samples_per_question=2, output=str(tmp_path)), reward_fn=reward)
+    assert summary.steps == 2 and len(seen) == 2
+    count, golds, answers = seen[0]
+    assert count == 8 and golds == answers and golds[0] == golds[1]  # K=2 samples repeat their question's gold
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert [round(row["reward_mean"], 6) for row in logged if "reward_mean" in row] == [0.37, 0.37]
+
+
+@pytest.mark.parametrize("reward_fn, message", [
+    (lambda c, g, e: [1.0], "returned 1 rewards for 4 completions"),
+    (constant(float("nan")), "must be a finite number"),
+    (constant("1"), "must be a finite number"),
+])
+def test_a_bad_reward_fn_is_named_in_one_line(tmp_path, reward_fn, message):
+    with pytest.raises(ReftuneError, match=message):
+        rl(RLConfig(**RL, output=str(tmp_path)), reward_fn=reward_fn)
