@@ -62,6 +62,17 @@ def verify_cots(task, cots: list[str], golds: list) -> list[Verdict]:
     return [_text_verdict(task, cot, answer, gold) for cot, answer, gold in zip(cots, answers, golds)]
 
 
+def wrong_step_share(verdicts: list[Verdict]) -> float | None:
+    """Of the CoTs whose answer is right, the share whose stated arithmetic is wrong: right for the
+    wrong reasons, a sign of reward hacking. None when no answer is right.
+
+    >>> wrong_step_share([Verdict("correct", 1, ""), Verdict("wrong_step", 2, "x"), Verdict("no_answer", None, "")])
+    0.5
+    """
+    right = [v for v in verdicts if v.status in ("correct", "wrong_step")]
+    return sum(v.status == "wrong_step" for v in right) / len(right) if right else None
+
+
 def _program_verdict(task, result, gold) -> Verdict:
     if result.error == "timeout":
         return Verdict("timeout", None, "the program ran past the time limit", output="timeout")

@@ -12,12 +12,14 @@ import json
 import time
 from pathlib import Path
 
-from reftune.config import CompareConfig, EvalConfig, parse_runs
+from reftune.config import CompareConfig, EvalConfig, parse_runs, parse_task_options
 from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
 from reftune.report import bar_chart, example_completions, markdown_table, write_html
 from reftune.stages.common import announce, output_folder, release_lock
 from reftune.stages.evaluate import evaluate
+from reftune.tasks import get_task
+from reftune.verification import verify_cots, wrong_step_share
 
 
 def model_folder(run: str | Path) -> str:
@@ -41,17 +43,29 @@ def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_
                                       mode="rerank" if verifier else "vote", verifier=verifier,
                                       output=str(folder / "eval" / f"{slug}-sampled")))
         upper_bound = sampled.upper_bound if sampled.upper_bound is not None else sampled.pass_at[num_samples]
+        greedy_samples = folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl"
         results[name] = {"top1": greedy.top1_accuracy, "vote": sampled.vote_accuracy,
                          "rerank": sampled.rerank_accuracy, "upper_bound": upper_bound,
-                         "greedy_samples": str(folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl")}
+                         "wrong_steps": right_for_wrong_reasons(evaluation, greedy_samples),
+                         "greedy_samples": str(greedy_samples)}
     return results
 
 
+def right_for_wrong_reasons(evaluation: dict, samples_file: Path) -> float | None:
+    """Of a model's right greedy answers, the share whose stated arithmetic is wrong (verification)."""
+    task = get_task(evaluation["task"], style=evaluation.get("style", "nl"),
+                    **parse_task_options(evaluation.get("task_options", "")))
+    rows = [json.loads(line) for line in samples_file.open()]
+    return wrong_step_share(verify_cots(task, [row["samples"][0] for row in rows], [row["gold"] for row in rows]))
+
+
 def table(results: dict[str, dict], num_samples: int) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the comparison table (percentages; "-" where there is no verifier)."""
-    headers = ["method", "top-1", f"vote@{num_samples}", f"rerank@{num_samples}", f"any right@{num_samples}"]
-    rows = [[name] + [f"{100 * r[key]:.1f}%" if r[key] is not None else "-"
-                      for key in ("top1", "vote", "rerank", "upper_bound")] for name, r in results.items()]
+    """Headers and rows of the comparison table (percentages; "-" where there is no verifier, or no
+    right answer to check the steps of)."""
+    headers = ["method", "top-1", f"vote@{num_samples}", f"rerank@{num_samples}", f"any right@{num_samples}",
+               "right, wrong steps"]
+    rows = [[name] + [f"{100 * r[key]:.1f}%" if r.get(key) is not None else "-"
+                      for key in ("top1", "vote", "rerank", "upper_bound", "wrong_steps")] for name, r in results.items()]
     return headers, rows
 
 

@@ -219,8 +219,8 @@ def write_report(config: DemoConfig, plan: Plan, folder: Path, results: dict[str
                  base: str, seconds: float) -> dict:
     """summary.json, report.md, report.html (table, plots, example completions) and the console table."""
     k = plan.vote_samples
-    headers = ["model", "test top-1", f"test vote@{k}", "dev top-1"]
-    rows = [[name, pct(r["top1"]), pct(r["vote"]), pct(r["dev"])] for name, r in results.items()]
+    headers = ["model", "test top-1", f"test vote@{k}", "dev top-1", "right, wrong steps"]
+    rows = [[name, pct(r["top1"]), pct(r["vote"]), pct(r["dev"]), pct(r["wrong_steps"])] for name, r in results.items()]
     if config.all_methods:
         headers.insert(3, f"test rerank@{k}")
         for row, r in zip(rows, results.values()):
@@ -251,8 +251,8 @@ def write_report(config: DemoConfig, plan: Plan, folder: Path, results: dict[str
     return summary
 
 
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def say(message: str) -> None:

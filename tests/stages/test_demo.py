@@ -132,7 +132,7 @@ def test_quick_demo_with_all_methods_prints_the_four_method_table_with_rerank(tm
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert list(summary["results"]) == ["warm-up", "SFT", "ReFT", "Offline-ST", "Online-ST"]
-    assert "| model | test top-1 | test vote@4 | test rerank@4 | dev top-1 |" in printed
+    assert "| model | test top-1 | test vote@4 | test rerank@4 | dev top-1 | right, wrong steps |" in printed
     for name, figures in summary["results"].items():
         line = (f"| {name} | {percent(figures['top1'])} | {percent(figures['vote'])} | {percent(figures['rerank'])} "
                 f"| {percent(figures['dev'])} |")
