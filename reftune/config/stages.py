@@ -198,7 +198,7 @@ class DemoConfig(RunOptions):
     sft_learning_rate: float | None = None
     """lr of the warm-up and of the continued-SFT branch; default 1e-3 for arithmetic-base (a tiny
     model trained from scratch), 2e-5 for a pretrained --model (the paper's for Galactica-125M)."""
-    rl_steps: int = 130
+    rl_steps: int = 60
     """Steps of the ReFT branch. The continued-SFT branch (and, with --all-methods, each baseline) gets
     the steps that cost the same compute, counted in forward-pass rows (see the demo's docstring), so
     the comparison is the same on every machine."""

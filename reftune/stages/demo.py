@@ -82,8 +82,8 @@ def equal_compute_steps(rl_steps: int, rl_rows: int, rows_per_step: int) -> int:
     """Steps of a branch whose step costs `rows_per_step` forward-pass rows that cost what `rl_steps`
     RL steps of `rl_rows` rows each cost.
 
-    >>> equal_compute_steps(130, rl_step_rows(16, 4, 2), 3 * 16)  # continued SFT, batch 16
-    1387
+    >>> equal_compute_steps(60, rl_step_rows(16, 4, 2), 3 * 16)  # continued SFT, batch 16
+    640
     """
     return max(1, round(rl_steps * rl_rows / rows_per_step))
 

@@ -1,0 +1,81 @@
+"""Why is majority voting below greedy on the demo, and at what temperature and K does it help? On the
+dev split only: for a finished demo run's three models (the warm-up's last epoch, continued SFT's and
+ReFT's picks), greedy top-1, then K_max samples per question at each temperature, scored as vote@K
+over the first K samples for each K (one draw serves every K).
+
+    {"run", "dev_questions", "models": {name: {"greedy": top1, "sampled": {T: {"sample_accuracy",
+     "no_answer_rate", "distinct_answers", "vote@K": ..., "any@K": ...}}}}, "pick": {"temperature", "k"}}
+
+`pick` is the temperature with the best vote@K_max summed over the three models: what `reftune demo`
+should vote at. distinct_answers: the mean number of different answers among a question's K_max
+samples; any@K: some sample of the first K is right (what a perfect reranker would get).
+
+    python benchmarks/voting.py --run runs/demo-gap/seed-0 [--temperatures 0.3 0.5 0.7 1.0] [--k 1 4 8 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from reftune import EvalConfig, evaluate, get_task
+from reftune.checkpoint import latest_checkpoint
+from reftune.selection import majority_vote
+from reftune.stages.demo import Pick, final_dev_accuracy, pick
+
+
+def demo_models(run: Path) -> dict[str, str]:
+    """The three models a demo run's table stands for, picked as the demo picks them (on dev)."""
+    warm = str(latest_checkpoint(run / "warmup") / "model")
+    start = Pick(warm, final_dev_accuracy(run / "warmup"), "its start")
+    return {"warm-up": warm, "SFT": pick(run / "sft", start).model, "ReFT": pick(run / "reft", start).model}
+
+
+def vote_figures(task, rows: list[dict], ks: list[int]) -> dict:
+    """vote@K and any@K over the first K samples of each row, and what the samples look like."""
+    figures = {"sample_accuracy": sum(sum(r["correct"]) for r in rows) / sum(len(r["correct"]) for r in rows),
+               "no_answer_rate": sum(a is None for r in rows for a in r["answers"]) / sum(len(r["answers"]) for r in rows),
+               "distinct_answers": sum(len({a for a in r["answers"] if a is not None}) for r in rows) / len(rows)}
+    for k in ks:
+        votes = [majority_vote(r["answers"][:k], task.is_correct) for r in rows]
+        figures[f"vote@{k}"] = sum(v is not None and task.is_correct(v, r["gold"]) for v, r in zip(votes, rows)) / len(rows)
+        figures[f"any@{k}"] = sum(any(r["correct"][:k]) for r in rows) / len(rows)
+    return {name: round(value, 4) for name, value in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a finished `reftune demo` folder")
+    parser.add_argument("--temperatures", nargs="+", type=float, default=[0.3, 0.5, 0.7, 1.0])
+    parser.add_argument("--k", nargs="+", type=int, default=[1, 4, 8, 16])
+    parser.add_argument("--output", default=None, help="where the evaluations go (default: RUN/voting)")
+    args = parser.parse_args()
+    run = Path(args.run)
+    demo = yaml.safe_load((run / "config.yaml").read_text())
+    output = Path(args.output or run / "voting")
+    task = get_task("arithmetic")
+    common = dict(task="arithmetic", task_options=demo["task_options"], split="dev", limit=demo["dev_questions"],
+                  max_new_tokens=demo["max_new_tokens"], batch_size=32, seed=demo["seed"], progress=False,
+                  report_to="jsonl")
+    results = {}
+    for name, model in demo_models(run).items():
+        slug = name.lower()
+        greedy = evaluate(EvalConfig(**common, model=model, output=str(output / f"{slug}-greedy")))
+        sampled = {}
+        for temperature in args.temperatures:
+            folder = output / f"{slug}-t{temperature}"
+            evaluate(EvalConfig(**common, model=model, temperature=temperature, num_samples=max(args.k),
+                                output=str(folder)))
+            rows = [json.loads(line) for line in (folder / "dev-samples.jsonl").open()]
+            sampled[str(temperature)] = vote_figures(task, rows, args.k)
+        results[name] = {"greedy": greedy.top1_accuracy, "sampled": sampled}
+    best_k = f"vote@{max(args.k)}"
+    chosen = max(args.temperatures, key=lambda t: sum(r["sampled"][str(t)][best_k] for r in results.values()))
+    print(json.dumps({"run": str(run), "dev_questions": demo["dev_questions"], "models": results,
+                      "pick": {"temperature": chosen, "k": max(args.k)}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
