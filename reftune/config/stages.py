@@ -53,10 +53,19 @@ class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
     with vote and the any-sample-right upper bound beside it); auto: top1 when greedy, else vote."""
     verifier: str | None = None
     """A verifier folder (from `reftune verifier`), for --mode rerank."""
+    temperatures: str | None = None
+    """Choose the sampling temperature on dev: comma-separated candidates (e.g. 0.3,0.5,0.7,1.0), each
+    drawing --num-samples per question on --dev-split; the one with the best vote@K samples --split."""
+    dev_split: str = "dev"
+    """Split the --temperatures are tried on; never the evaluated split."""
+    dev_limit: int | None = None
+    """Try the --temperatures on the first N dev questions only."""
 
     def __post_init__(self):
         check_common(self)
         require_at_least_one(self, "num_samples", "batch_size", "max_new_tokens")
+        if self.temperatures is not None:
+            self.temperature = check_temperatures(self)
         if self.mode not in ("auto", "top1", "vote", "rerank"):
             raise ReftuneError(f"unknown mode {self.mode!r}: use top1, vote, rerank or auto")
         if self.mode == "auto":
@@ -71,6 +80,28 @@ class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
         if self.num_samples > 1 and self.temperature == 0:
             raise ReftuneError("several samples per question need --temperature > 0 (greedy gives "
                                "the same answer K times); the paper votes at 1.0")
+
+
+def candidate_temperatures(text: str) -> list[float]:
+    """ "0.3, 0.7,1" -> [0.3, 0.7, 1.0], or a clear error."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ReftuneError(f"temperatures: {text!r} is not a comma-separated list of numbers (e.g. 0.3,0.7,1.0)") from None
+    if len(values) < 2 or min(values) <= 0:
+        raise ReftuneError(f"temperatures: give two or more values > 0 to choose among, got {text!r}")
+    return values
+
+
+def check_temperatures(config: EvalConfig) -> float:
+    """Checks --temperatures; returns the first candidate, which stands in until dev has chosen."""
+    values = candidate_temperatures(config.temperatures)
+    if config.num_samples < 2:
+        raise ReftuneError("--temperatures chooses the temperature that votes best: set --num-samples K >= 2")
+    if config.dev_split.split("[")[0] == config.split.split("[")[0]:
+        raise ReftuneError(f"--dev-split {config.dev_split!r} is the evaluated split: the temperature would be "
+                           f"chosen on the data it is judged on")
+    return values[0]
 
 
 @dataclass(kw_only=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from reftune.config import EvalConfig, SampleConfig
+from reftune.config.stages import candidate_temperatures
 from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
@@ -42,6 +44,21 @@ def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
     return summary
 
 
+def votes_by_temperature(accelerator, task: Task, policy, config: EvalConfig, main: bool) -> dict[str, float]:
+    """vote@K on the dev split at each of config.temperatures ({"0.7": 0.41, ...}); the first best wins."""
+    _, dev = load_examples(config, config.dev_split, config.dev_limit)
+    votes = {}
+    for temperature in candidate_temperatures(config.temperatures):
+        params = replace(config.sampling_params(config.num_samples), temperature=temperature)
+        results = sample_split(accelerator, task, policy.model, policy.tokenizer, dev, params, config.batch_size,
+                               config.seed, config.progress and main)
+        votes[str(temperature)] = summarize(task, results, greedy=False)["vote_accuracy"]
+    if main:
+        print(f"reftune eval: vote@{config.num_samples} on {config.dev_split} by temperature: "
+              + ", ".join(f"{t}: {v:.1%}" for t, v in votes.items()), flush=True)
+    return votes
+
+
 def evaluate(config: EvalConfig) -> EvalSummary:
     """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
     # 1. the run folder, the data and the model
@@ -55,9 +72,13 @@ def evaluate(config: EvalConfig) -> EvalSummary:
     use_prompt_format(task, config, load_examples(config, "train")[1] if config.few_shot else [])
     policy = load_model(config, accelerator.device, tokenizer_texts=example_texts(task, examples))
 
-    # 2. sample each process's share of the questions; score with the verifier when reranking
+    # 2. sample each process's share of the questions (at the temperature dev chose, when asked to
+    #    choose); score with the verifier when reranking
     params = config.sampling_params(config.num_samples)
-    started = time.perf_counter()
+    started, dev_votes = time.perf_counter(), {}
+    if config.temperatures:
+        dev_votes = votes_by_temperature(accelerator, task, policy, config, main)
+        params = replace(params, temperature=float(max(dev_votes, key=dev_votes.get)))
     results = sample_split(accelerator, task, policy.model, policy.tokenizer, examples, params, config.batch_size,
                            config.seed, config.progress and main)
     if config.mode == "rerank":
@@ -65,8 +86,8 @@ def evaluate(config: EvalConfig) -> EvalSummary:
 
     # 3. score and write
     summary = EvalSummary(model=config.model, task=config.task, style=config.style, split=config.split,
-                          mode=config.mode, **summarize(task, results, params.greedy),
-                          seconds=round(time.perf_counter() - started, 2))
+                          mode=config.mode, **summarize(task, results, params.greedy), temperature=params.temperature,
+                          dev_votes=dev_votes, seconds=round(time.perf_counter() - started, 2))
     if main:
         write_samples(folder / f"{config.split}-samples.jsonl", task, results)
         write_atomically(folder / "summary.json", json.dumps(summary.as_json(), indent=1))

@@ -75,6 +75,10 @@ class EvalSummary:
     pass_at: dict[int, float] = field(default_factory=dict)
     rerank_accuracy: float | None = None
     upper_bound: float | None = None
+    temperature: float = 0.0
+    """The sampling temperature (0: greedy); with --temperatures, the one dev chose."""
+    dev_votes: dict[str, float] = field(default_factory=dict)
+    """With --temperatures: vote@K on the dev split at each candidate temperature."""
     seconds: float = 0.0
 
     def figures(self) -> dict[str, float]:

@@ -1,6 +1,9 @@
 import json
 
+import pytest
+
 from reftune.config import EvalConfig, SampleConfig
+from reftune.errors import ReftuneError
 from reftune.stages.evaluate import evaluate, summarize
 from reftune.stages.samples import QuestionSamples
 from reftune.tasks import Example, get_task
@@ -39,3 +42,24 @@ def test_sampling_k_per_question_reports_vote_and_pass_at_k(tmp_path):
     assert {"vote@4_accuracy", "pass@4", "questions"} <= set(json.loads((tmp_path / "summary.json").read_text()))
     rows = [json.loads(line) for line in (tmp_path / "train-samples.jsonl").read_text().splitlines()]
     assert all(len(row["samples"]) == 4 for row in rows)
+
+
+def test_temperatures_are_chosen_on_dev_by_vote(tmp_path, warm_tiny):
+    summary = evaluate(EvalConfig(task="arithmetic", model=warm_tiny, split="test", limit=4, dev_limit=6,
+                                  max_new_tokens=60, num_samples=4, temperatures="0.3,1.0", report_to="jsonl",
+                                  progress=False, output=str(tmp_path)))
+    assert set(summary.dev_votes) == {"0.3", "1.0"}
+    best = max(summary.dev_votes.values())
+    assert summary.temperature == float(next(t for t, v in summary.dev_votes.items() if v == best))
+    assert json.loads((tmp_path / "summary.json").read_text())["dev_votes"] == summary.dev_votes
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"temperatures": "0.5"}, "two or more values"),
+    ({"temperatures": "0.5,hot"}, "not a comma-separated list"),
+    ({"temperatures": "0.5,1", "num_samples": 1}, "set --num-samples K >= 2"),
+    ({"temperatures": "0.5,1", "dev_split": "test[:50]"}, "chosen on the data it is judged on"),
+])
+def test_bad_temperatures_are_refused_in_one_line(options, message):
+    with pytest.raises(ReftuneError, match=message):
+        EvalConfig(**{"task": "arithmetic", "model": "tiny", "num_samples": 4, **options})
