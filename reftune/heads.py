@@ -57,7 +57,7 @@ class PolicyWithValueHead(nn.Module):
             logits, hidden = response_forward(self.policy, input_ids, attention_mask, response_start,
                                               group_size, with_hidden=with_values)
             return logits, self.value_head(hidden).squeeze(-1) if with_values else None
-        output = self.policy(input_ids=input_ids, attention_mask=attention_mask,
+        output = self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                              position_ids=position_ids_from(attention_mask), output_hidden_states=with_values)
         if not with_values:
             return output.logits, None
@@ -96,7 +96,7 @@ class Verifier(nn.Module):
         at each row's last real token: (B,)."""
         output = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                                position_ids=position_ids_from(attention_mask), output_hidden_states=True,
-                               logits_to_keep=1)  # the vocabulary projection is not needed
+                               use_cache=False, logits_to_keep=1)  # the vocabulary projection is not needed
         columns = torch.arange(attention_mask.shape[1], device=attention_mask.device)
         last = (attention_mask.bool() * columns).argmax(dim=1)
         hidden = output.hidden_states[-1][torch.arange(len(last), device=last.device), last]

@@ -16,6 +16,7 @@ import shutil
 import string
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -74,11 +75,12 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
 def load_policy(name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                 lora_rank: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.0,
                 tiny: TinySpec = TinySpec(), tokenizer_texts: list[str] | None = None,
-                seed: int = 0) -> Policy:
+                seed: int = 0, gradient_checkpointing: bool = False) -> Policy:
     """Load the policy `name` (see the module docstring) on `device`, LoRA-wrapped when lora_rank > 0.
 
     tokenizer_texts: for `tiny` only, the texts the in-memory tokenizer is fitted to.
     seed: for `tiny` only, seeds the random initial weights.
+    gradient_checkpointing: recompute the layers' activations in the backward pass (training only).
     """
     dtype = dtype or default_dtype(device)
     if name == TINY:
@@ -93,6 +95,8 @@ def load_policy(name: str, *, device: torch.device | str = "cpu", dtype: torch.d
     model.config.eos_token_id = tokenizer.eos_token_id
     if lora_rank > 0:
         model = apply_lora(model, lora_rank, lora_alpha or 2.0 * lora_rank, lora_dropout)
+    if gradient_checkpointing:  # after LoRA: peft hooks the embeddings of a model that already checkpoints
+        enable_gradient_checkpointing(model)
     prefer_fast_cpu_linear(model)  # oneDNN's fp32 products where they are faster here (cpu_linear.py)
     return Policy(model, tokenizer, name)
 
@@ -246,6 +250,65 @@ def apply_lora(model, rank: int, alpha: float, dropout: float = 0.0):
 
 def is_lora(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+# ---- gradient checkpointing -------------------------------------------------------------------
+# transformers 5.x names it activation checkpointing (its gradient_checkpointing_* methods warn as
+# deprecated); reftune keeps the name users know from TrainingArguments.
+def transformers_model(model) -> nn.Module:
+    """The transformers model inside `model` (a peft wrapper, or any module wrapping one)."""
+    from transformers import PreTrainedModel
+
+    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), model)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Have transformers recompute each layer's activations in the backward pass instead of keeping
+    them from the forward pass, with torch's non-reentrant checkpoint."""
+    base = transformers_model(model)
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    # transformers also hooks the embeddings so that their output requires grad: the reentrant kind needs
+    # it (under LoRA, with frozen embeddings, no gradient would reach the adapters otherwise). The
+    # non-reentrant kind backpropagates into a layer whatever its inputs, so the hook is dropped.
+    base.disable_input_require_grads()
+
+
+def disable_gradient_checkpointing(model) -> None:
+    transformers_model(model).activation_checkpointing_disable()
+
+
+def is_gradient_checkpointing(model) -> bool:
+    return transformers_model(model).is_activation_checkpointing
+
+
+def checkpointed_layers(model) -> list[nn.Module]:
+    """The layers of `model` that transformers checkpoints when they run in training mode."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+
+
+def layers_checkpointed_now(model) -> bool:
+    """Whether a pass of `model` run now is checkpointed: transformers checkpoints a layer in training
+    mode while gradients are recorded (and then runs it without a KV cache)."""
+    return torch.is_grad_enabled() and any(layer.training for layer in checkpointed_layers(model))
+
+
+@contextmanager
+def checkpointing_in_eval_mode(model):
+    """Checkpoint `model`'s layers even where it is in eval mode. transformers checkpoints a layer only
+    while the layer is in training mode, and RL updates the policy in the mode it is in (eval for a
+    saved model: no dropout). Here the checkpointed layers alone count as training; the modules inside
+    them keep their mode, so dropout stays as it was and the update computes what it computes without
+    checkpointing. (A layer that drops out by its own flag, as OPT's do, would drop out here.)"""
+    switched = [layer for layer in checkpointed_layers(model) if not layer.training]
+    for layer in switched:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in switched:
+            layer.training = False
 
 
 def save_pretrained(model, tokenizer, folder: str | os.PathLike) -> None:

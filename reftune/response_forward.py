@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from reftune.models import layers_checkpointed_now
+
 
 def response_forward(causal_lm, input_ids: Tensor, attention_mask: Tensor, response_start: int,
                      group_size: int = 1, with_hidden: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -24,15 +26,19 @@ def response_forward(causal_lm, input_ids: Tensor, attention_mask: Tensor, respo
     Returns logits (B, L - P, V), column j giving the distribution of the token in column P + j,
     and, with `with_hidden`, the last hidden state at the same positions (B, L - P, H), else None.
     With group_size K > 1, rows come in groups of K with identical prompt columns (as
-    `rollout.sample` writes them) and each group's prompt runs once.
+    `rollout.sample` writes them) and each group's prompt runs once, unless the pass is gradient
+    checkpointed (then each row runs whole: the same numbers, more compute).
     """
     from transformers import DynamicCache
 
     rows, length = input_ids.shape
     positions = position_ids_from(attention_mask)
+    if group_size > 1 and layers_checkpointed_now(causal_lm):
+        group_size = 1  # checkpointed layers run without a KV cache: no prompt to share, the plain pass
     if group_size == 1:
         out = causal_lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                        output_hidden_states=with_hidden, logits_to_keep=length - response_start + 1)
+                        use_cache=False, output_hidden_states=with_hidden,
+                        logits_to_keep=length - response_start + 1)
         hidden = out.hidden_states[-1][:, response_start - 1:-1] if with_hidden else None
         return out.logits[:, :-1], hidden
 

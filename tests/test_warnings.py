@@ -20,10 +20,11 @@ def test_the_stages_raise_no_deprecation_warnings(tmp_path):
         sft(SFTConfig(**QUIET, model="tiny", batch_size=8, micro_batch_size=4, max_steps=2, eval_every=2,
                       output=str(tmp_path / "sft")))
         warm = str(tmp_path / "sft" / "best")
-        for estimator, samples, lora in (("gae", 1, 0), ("group", 2, 4)):
+        for estimator, samples, lora, checkpointing in (("gae", 1, 0, False), ("group", 2, 4, True)):
             rl(RLConfig(**QUIET, model=warm, questions_per_step=4, num_samples_per_question=samples,
                         micro_batch_size=8, max_new_tokens=16, max_steps=1, eval_every=1, lora_rank=lora,
-                        advantage_estimator=estimator, output=str(tmp_path / f"rl-{estimator}")))
+                        gradient_checkpointing=checkpointing, advantage_estimator=estimator,
+                        output=str(tmp_path / f"rl-{estimator}")))
         evaluate(EvalConfig(task="arithmetic", model=warm, limit=2, num_samples=2, temperature=1.0, max_new_tokens=16,
                             progress=False, output=str(tmp_path / "eval")))
     deprecations = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught

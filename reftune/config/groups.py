@@ -100,6 +100,9 @@ class TrainingOptions:
     """Gradient clipping (the paper: 1.0)."""
     micro_batch_size: int = 8
     """Rows per forward/backward pass per process (memory only: results do not depend on it)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of storing them: less memory,
+    slower steps (results do not depend on it)."""
     epochs: int = 3
     """Passes over the training set."""
     max_steps: int | None = None
@@ -117,7 +120,7 @@ class TrainingOptions:
     """Step checkpoints kept (the best model is kept apart, in best/)."""
     resume: bool = False
     """Continue the run in --output from its last checkpoint (only the run's length, evaluation
-    cadence and reporting may change)."""
+    cadence, reporting and gradient checkpointing may change)."""
 
     def check_training(self) -> None:
         check_common(self)

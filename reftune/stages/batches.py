@@ -132,7 +132,7 @@ def nll_backward(accelerator, model, parts: list[tuple[list[EncodedExample], flo
     for index, examples in accumulating(accelerator, model, chunks):
         micro = collate(examples, pad_id, accelerator.device)
         logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"],
-                       position_ids=position_ids_from(micro["attention_mask"])).logits
+                       position_ids=position_ids_from(micro["attention_mask"]), use_cache=False).logits
         loss = sft_loss_sum(logits, micro["input_ids"], micro["target_mask"])
         accelerator.backward(loss * parts[index][1])
         sums[index] += float(loss.detach())

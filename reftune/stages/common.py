@@ -185,12 +185,14 @@ def use_prompt_format(task, config, train: list, model_name: str | None = None) 
 
 
 def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):
-    """The policy named by config.model (or `name`, such as a checkpoint's model folder)."""
+    """The policy named by config.model (or `name`, such as a checkpoint's model folder), with
+    gradient checkpointing when a training stage's config asks for it."""
     tiny = TinySpec(hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers,
                     num_heads=config.tiny_heads, vocab_size=config.tiny_vocab_size)
     return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
                        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=tiny,
-                       tokenizer_texts=tokenizer_texts, seed=config.seed)
+                       tokenizer_texts=tokenizer_texts, seed=config.seed,
+                       gradient_checkpointing=getattr(config, "gradient_checkpointing", False))
 
 
 def shard(items: list, accelerator) -> list:

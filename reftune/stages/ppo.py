@@ -10,6 +10,7 @@ from torch import Tensor
 
 from reftune.algorithms.losses import (LOSS_AGGREGATIONS, chosen_logps, entropy_from_logits, kl_penalty, masked_mean,
                                        policy_loss_terms, token_count, value_loss)
+from reftune.models import checkpointing_in_eval_mode
 from reftune.response_forward import response_forward, shareable_group_size
 from reftune.stages.batches import accumulating
 
@@ -73,43 +74,45 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     chunks = micro_batches(experience.attention_mask, config.micro_batch_size, P)
     share = shareable_group_size(config.micro_batch_size, experience.group_size)
     per_epoch = 1.0 / config.ppo_epochs
-    for epoch in range(config.ppo_epochs):
-        finite = torch.ones((), device=accelerator.device)
-        for rows, cols, start in accumulating(accelerator, model, chunks):
-            response = (rows, slice(P, cols.stop))  # what the losses look at
-            mask = loss_mask[response]
-            weight = float(mask.sum() / num_tokens)  # this micro-batch's share of the minibatch's tokens
-            logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
-                                   start, share)
-            logps = chosen_logps(logits, experience.sequences[response])
-            terms = policy_loss_terms(logps, experience.old_logps[response], experience.advantages[response], mask,
-                                      clip_range=config.clip_range, clip_range_high=config.clip_range_high,
-                                      dual_clip=config.dual_clip, importance_sampling=config.importance_sampling,
-                                      aggregation=config.loss_aggregation, max_response_length=config.max_new_tokens)
-            loss = terms.loss_sum / normaliser
-            if use_values:  # a mean over tokens, weighted like the token-mean policy loss
-                vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
-                                     mask, config.value_clip_range)
-                loss = loss + config.vf_coef * vf_loss * weight
-                totals["value_loss"] += float(vf_loss.detach()) * weight * per_epoch
-            if config.kl_in == "loss":
-                kl = kl_penalty(logps, experience.ref_logps[response], config.kl_estimator)
-                kl_loss = aggregation.partial_sum(kl, mask, config.max_new_tokens) / normaliser
-                loss = loss + config.kl_coef * kl_loss
-                totals["kl_loss"] += float(kl_loss.detach()) * per_epoch
-            finite *= torch.isfinite(loss.detach()).float()
-            accelerator.backward(loss)
-            if epoch == 0:
-                totals["entropy"] += float(masked_mean(entropy_from_logits(logits.detach()), mask)) * weight
-            totals["policy_loss"] += float(terms.loss_sum.detach() / normaliser) * per_epoch
-            for name in ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "dual_clip_fraction"):
-                totals[name] += float(getattr(terms, name)) * weight * per_epoch
-        grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
-        all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes
-        if all_finite and math.isfinite(grad_norm):
-            optimizer.step()
-        else:
-            totals["skipped_updates"] += 1
-        optimizer.zero_grad(set_to_none=True)
-        totals["grad_norm"] += grad_norm * per_epoch
+    # with --gradient-checkpointing, also where the policy is in eval mode (as a saved model loads)
+    with checkpointing_in_eval_mode(model):
+        for epoch in range(config.ppo_epochs):
+            finite = torch.ones((), device=accelerator.device)
+            for rows, cols, start in accumulating(accelerator, model, chunks):
+                response = (rows, slice(P, cols.stop))  # what the losses look at
+                mask = loss_mask[response]
+                weight = float(mask.sum() / num_tokens)  # this micro-batch's share of the minibatch's tokens
+                logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
+                                       start, share)
+                logps = chosen_logps(logits, experience.sequences[response])
+                terms = policy_loss_terms(logps, experience.old_logps[response], experience.advantages[response], mask,
+                                          clip_range=config.clip_range, clip_range_high=config.clip_range_high,
+                                          dual_clip=config.dual_clip, importance_sampling=config.importance_sampling,
+                                          aggregation=config.loss_aggregation, max_response_length=config.max_new_tokens)
+                loss = terms.loss_sum / normaliser
+                if use_values:  # a mean over tokens, weighted like the token-mean policy loss
+                    vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
+                                         mask, config.value_clip_range)
+                    loss = loss + config.vf_coef * vf_loss * weight
+                    totals["value_loss"] += float(vf_loss.detach()) * weight * per_epoch
+                if config.kl_in == "loss":
+                    kl = kl_penalty(logps, experience.ref_logps[response], config.kl_estimator)
+                    kl_loss = aggregation.partial_sum(kl, mask, config.max_new_tokens) / normaliser
+                    loss = loss + config.kl_coef * kl_loss
+                    totals["kl_loss"] += float(kl_loss.detach()) * per_epoch
+                finite *= torch.isfinite(loss.detach()).float()
+                accelerator.backward(loss)
+                if epoch == 0:
+                    totals["entropy"] += float(masked_mean(entropy_from_logits(logits.detach()), mask)) * weight
+                totals["policy_loss"] += float(terms.loss_sum.detach() / normaliser) * per_epoch
+                for name in ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "dual_clip_fraction"):
+                    totals[name] += float(getattr(terms, name)) * weight * per_epoch
+            grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
+            all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes
+            if all_finite and math.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                totals["skipped_updates"] += 1
+            optimizer.zero_grad(set_to_none=True)
+            totals["grad_norm"] += grad_norm * per_epoch
     return totals

@@ -26,8 +26,8 @@ from reftune.algorithms.diagnostics import (SignalCounts, informative_rows, no_s
 from reftune.algorithms.losses import drop_truncated, explained_variance, kl_penalty
 from reftune.config import RLConfig
 from reftune.heads import PolicyWithValueHead
-from reftune.models import is_lora
 from reftune.errors import ReftuneError
+from reftune.models import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
 from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.stages.batches import example_texts
@@ -54,6 +54,8 @@ def reference_policy(policy):
         return None
     reference = copy.deepcopy(policy).eval()
     reference.requires_grad_(False)
+    if is_gradient_checkpointing(reference):  # it runs no backward pass: nothing to recompute
+        disable_gradient_checkpointing(reference)
     return reference
 
 

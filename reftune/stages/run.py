@@ -39,10 +39,11 @@ from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, out
 from reftune.stages.summaries import TrainingSummary
 from reftune.tracking import RunBar, Tracker
 
-# What may differ when a run is resumed: how long it goes on, how often it is evaluated, and where it
-# reports. Anything else would train on with settings the saved config does not record.
+# What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it
+# reports, and whether it recomputes activations to save memory (the same training either way).
+# Anything else would train on with settings the saved config does not record.
 RESUMABLE_OPTIONS = ("resume", "epochs", "max_steps", "max_seconds", "eval_every", "keep_checkpoints", "progress",
-                     "verbose", "report_to")
+                     "verbose", "report_to", "gradient_checkpointing")
 
 
 def changed_options(saved: dict, config) -> dict[str, tuple]:
