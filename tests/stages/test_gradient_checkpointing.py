@@ -257,7 +257,7 @@ def test_sft_with_checkpointing_takes_the_same_two_steps(tmp_path, monkeypatch):
     sft(SFTConfig(**run, output=str(tmp_path / "plain")))
     with enabling_counted(monkeypatch) as enabled, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert sft(SFTConfig(**run, gradient_checkpointing=True, output=str(tmp_path / "checkpointed")))["steps"] == 2
+        assert sft(SFTConfig(**run, gradient_checkpointing=True, output=str(tmp_path / "checkpointed"))).steps == 2
     assert enabled == [1] and deprecations(caught) == []
     assert_same_weights(model_weights(tmp_path / "plain", 2), model_weights(tmp_path / "checkpointed", 2))
 
