@@ -40,6 +40,11 @@ class PolicyWithValueHead(nn.Module):
     def config(self):
         return self.policy.config
 
+    @property
+    def _no_split_modules(self):
+        """The policy's layer classes: what accelerate's FSDP transformer auto-wrap shards one by one."""
+        return getattr(self.policy, "_no_split_modules", None)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int | None = None,
                 group_size: int = 1) -> tuple[Tensor, Tensor | None]:
         """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T), None
@@ -64,17 +69,29 @@ class PolicyWithValueHead(nn.Module):
         values = self.value_head(output.hidden_states[-1]).squeeze(-1)
         return output.logits, torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], dim=1)
 
-    def export(self, tokenizer, folder: str | os.PathLike) -> None:
-        """A HF folder of the policy (loadable by transformers), plus value_head.safetensors."""
-        save_pretrained(self.policy, tokenizer, folder)
+    def export(self, tokenizer, folder: str | os.PathLike, weights: dict | None = None) -> None:
+        """A HF folder of the policy (loadable by transformers), plus value_head.safetensors.
+        `weights`: this module's whole state dict when its parameters are shards (FSDP)."""
+        save_pretrained(self.policy, tokenizer, folder, None if weights is None else with_prefix(weights, "policy."))
         if self.value_head is not None:
-            save_head(self.value_head, Path(folder) / VALUE_HEAD)
+            save_head(self.value_head, Path(folder) / VALUE_HEAD,
+                      None if weights is None else with_prefix(weights, "value_head."))
 
 
-def save_head(head: nn.Linear, path: Path) -> None:
+def with_prefix(weights: dict, prefix: str) -> dict:
+    """The entries of a state dict under `prefix`, named as the submodule's own state dict names them.
+
+    >>> with_prefix({"policy.lm_head.weight": 1, "value_head.bias": 2}, "policy.")
+    {'lm_head.weight': 1}
+    """
+    return {name[len(prefix):]: value for name, value in weights.items() if name.startswith(prefix)}
+
+
+def save_head(head: nn.Linear, path: Path, weights: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(path))
+    weights = head.state_dict() if weights is None else weights
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
 
 
 class Verifier(nn.Module):

@@ -311,12 +311,23 @@ def checkpointing_in_eval_mode(model):
             layer.training = False
 
 
-def save_pretrained(model, tokenizer, folder: str | os.PathLike) -> None:
+def save_pretrained(model, tokenizer, folder: str | os.PathLike, weights: dict | None = None) -> None:
     """A folder that AutoModelForCausalLM.from_pretrained loads as it is: LoRA adapters are merged
-    into a copy of the weights first."""
+    into a copy of the weights first. `weights`: the whole state dict, when the model's own parameters
+    are shards (FSDP); else the model's are saved."""
     if is_lora(model):
         import copy
 
         model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, state_dict=None if weights is None else without_tied_copies(model, weights))
     tokenizer.save_pretrained(folder)
+
+
+def without_tied_copies(model: nn.Module, weights: dict) -> dict:
+    """`weights` with one entry per parameter that several names share (tied embeddings): a gathered
+    state dict holds a separate copy under each name, which save_pretrained would write twice; the
+    model's own state_dict keeps the first name only."""
+    first_name: dict[int, str] = {}
+    copies = {name for name, parameter in model.named_parameters(remove_duplicate=False)
+              if first_name.setdefault(id(parameter), name) != name}
+    return {name: value for name, value in weights.items() if name not in copies}

@@ -6,7 +6,9 @@ import pytest
 from reftune.cli import configs
 from reftune.options import read_yaml_options
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = sorted(path for path in CONFIGS.glob("*/*.yaml") if path.parent.name != "accelerate")
+ACCELERATE_PRESETS = sorted((CONFIGS / "accelerate").glob("*.yaml"))
 
 
 def test_there_are_presets():
@@ -18,6 +20,15 @@ def test_preset_builds_its_commands_config(preset):
     config_class = configs()[preset.parent.name]
     config = config_class(**read_yaml_options(preset, config_class))
     assert config.task in preset.name
+
+
+@pytest.mark.parametrize("preset", ACCELERATE_PRESETS, ids=lambda path: path.name)
+def test_accelerate_preset_is_an_accelerate_config_with_a_header(preset):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    ClusterConfig.from_yaml_file(str(preset))  # refuses unknown keys
+    header = preset.read_text().split("compute_environment")[0]
+    assert "Tested here" in header or "NOT TESTED" in header
 
 
 def test_task_options_reach_the_task_and_bad_ones_are_refused():

@@ -17,6 +17,7 @@ from reftune.config import parse_task_options
 from reftune.errors import ReftuneError
 from reftune.models import TinySpec, load_policy, tokenizer_of
 from reftune.options import config_to_yaml
+from reftune.sharding import allow_fsdp_on_cpu, fsdp_requested
 from reftune.tasks import get_task
 from reftune.tasks.prompting import choose_prompt_format
 
@@ -139,11 +140,16 @@ def quiet_libraries() -> None:
 
 
 def build_accelerator():
-    """One process by default; under `accelerate launch` as many as it starts (DDP, FSDP, ZeRO)."""
+    """One process by default; under `accelerate launch` as many as it starts (DDP, FSDP, ZeRO). On CPU
+    an FSDP config is honoured too (accelerate alone would run DDP: sharding.allow_fsdp_on_cpu)."""
     from accelerate import Accelerator
 
     quiet_libraries()
-    return Accelerator(cpu=not torch.cuda.is_available())
+    cpu = not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=cpu)
+    if cpu and fsdp_requested():
+        allow_fsdp_on_cpu(accelerator)
+    return accelerator
 
 
 def parse_split(split: str) -> tuple[str, slice]:

@@ -12,6 +12,7 @@ from reftune.algorithms.losses import (LOSS_AGGREGATIONS, chosen_logps, entropy_
                                        policy_loss_terms, token_count, value_loss)
 from reftune.models import checkpointing_in_eval_mode
 from reftune.response_forward import response_forward, shareable_group_size
+from reftune.sharding import as_number
 from reftune.stages.batches import accumulating
 
 
@@ -107,7 +108,7 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                 totals["policy_loss"] += float(terms.loss_sum.detach() / normaliser) * per_epoch
                 for name in ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "dual_clip_fraction"):
                     totals[name] += float(getattr(terms, name)) * weight * per_epoch
-            grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
+            grad_norm = as_number(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
             all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes
             if all_finite and math.isfinite(grad_norm):
                 optimizer.step()

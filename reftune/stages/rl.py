@@ -30,6 +30,7 @@ from reftune.errors import ReftuneError
 from reftune.models import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
 from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
+from reftune.sharding import gathered
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
                                    use_prompt_format)
@@ -78,13 +79,14 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
     model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
+    trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     unwrapped = accelerator.unwrap_model(model)
     run.begin(total_steps)
     params = config.sampling_params(config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)
-    export = lambda path: unwrapped.export(tokenizer, path)  # noqa: E731
+    export = lambda path, weights=None: unwrapped.export(tokenizer, path, weights)  # noqa: E731
 
     no_signal_steps, capped_said = 0, False
     for step in range(run.state.step, total_steps):
@@ -92,9 +94,11 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
         epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
 
         # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
-        #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal)
-        scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
-                                             shard(questions, accelerator), params, accelerator, times, reward_fn)
+        #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal). Under
+        #    FSDP the weights are gathered once for the whole phase, not per token (sharding.gathered).
+        with gathered(model):
+            scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
+                                                 shard(questions, accelerator), params, accelerator, times, reward_fn)
         rollout, scores = scored.rollout, scored.scores
         # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
         response = rollout.response_mask

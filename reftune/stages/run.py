@@ -19,6 +19,7 @@ bookkeeping. A stage's loop stays inline and reads like the paper's algorithm bo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import signal
@@ -34,6 +35,7 @@ from reftune.checkpoint import TrainerState, latest_checkpoint
 from reftune.config import sinks
 from reftune.errors import ReftuneError
 from reftune.options import config_from_yaml_text
+from reftune.sharding import gathered, is_sharded, quiet_view_warning, refuse_lora, refuse_unsupported, whole_weights
 from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
                                    seed_everything, write_atomically)
 from reftune.stages.summaries import TrainingSummary
@@ -86,6 +88,7 @@ class Run:
     def __init__(self, config, stage: str, seed_per_process: bool = False):
         self.config, self.stage = config, stage
         self.accelerator = build_accelerator()
+        refuse_unsupported(self.accelerator, stage)
         self.main = self.accelerator.is_main_process
         self.folder = output_folder(config, stage, config.resume, self.main)
         self.resume_from = latest_checkpoint(self.folder) if config.resume else None
@@ -96,6 +99,7 @@ class Run:
         # Each process samples differently in the on-policy stages; the rest see the same draws.
         seed_everything(config.seed + (self.accelerator.process_index if seed_per_process else 0))
         self.state = TrainerState()
+        self.model = None  # the prepared model, once prepare() has run
         self.stop_reason: str | None = None
         self.out_of_time = self.interrupted = False
 
@@ -107,8 +111,13 @@ class Run:
     def prepare(self, model, optimizer, scheduler=None):
         """The model and optimizer through accelerator.prepare (a scheduler stays out of it, since
         accelerate would step it once per process per step: it is only registered for checkpoints),
-        then the checkpoint's state when resuming. Returns the prepared model and optimizer."""
+        then the checkpoint's state when resuming. Returns the prepared model and optimizer. Under FSDP the
+        prepared model's parameters are new (sharded) tensors: collect trainable ones after this."""
+        refuse_lora(self.accelerator, model)
+        if is_sharded(self.accelerator):
+            quiet_view_warning()
         model, optimizer = self.accelerator.prepare(model, optimizer)
+        self.model = model
         if scheduler is not None:
             self.accelerator.register_for_checkpointing(scheduler)
         self.resume()
@@ -165,12 +174,20 @@ class Run:
         step = self.state.step
         return step % every == 0 or step == self.total_steps or self.stopping
 
-    def checkpoint(self, evaluate: Callable[[], float], export: Callable[[Path], None], epoch: int) -> None:
-        """Score on dev (skipped when interrupted: the user is waiting), checkpoint, keep the best."""
-        score = None if self.interrupted else evaluate()
+    def checkpoint(self, evaluate: Callable[[], float], export: Callable[..., None], epoch: int) -> None:
+        """Score on dev (skipped when interrupted: the user is waiting), checkpoint, keep the best.
+        Under FSDP the dev check decodes with the weights gathered once (sharding.gathered), and
+        `export(folder, weights)` is given the whole weights, which every process helps gather."""
+        score = None
+        if not self.interrupted:
+            with gathered(self.model):
+                score = evaluate()
         if score is not None:
             self.tracker.log({self.metric: score}, self.state.step)
         self.state.epoch, self.state.seconds = epoch, round(self.seconds(), 2)
+        weights = whole_weights(self.accelerator, self.model)
+        if weights is not None:
+            export = functools.partial(export, weights=weights)
         line = checkpoint.checkpoint_keeping_best(self.accelerator, self.folder, self.state, score, export,
                                                   self.config.keep_checkpoints, self.metric.replace("_", " "))
         if self.main:

@@ -16,6 +16,7 @@ import torch
 from reftune.config import OfflineSTConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.models import save_pretrained
+from reftune.sharding import as_number
 from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
                                     verified_examples, warmup_decay_scheduler)
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
@@ -68,11 +69,12 @@ def sft(config: SFTConfig) -> SFTSummary:
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
     model, optimizer = run.prepare(model, optimizer, scheduler)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     run.begin(total_steps)
     unwrapped = accelerator.unwrap_model(model)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)
-    export = lambda path: save_pretrained(unwrapped, tokenizer, path)  # noqa: E731
+    export = lambda path, weights=None: save_pretrained(unwrapped, tokenizer, path, weights)  # noqa: E731
 
     # 4. train
     model.train()
@@ -84,13 +86,13 @@ def sft(config: SFTConfig) -> SFTSummary:
         step_tokens = sum(e.num_target_tokens for e in batch)
         [loss_sum] = nll_backward(accelerator, model, [(shard(batch, accelerator), accelerator.num_processes / step_tokens)],
                                   config.micro_batch_size, tokenizer.pad_token_id)
-        grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+        grad_norm = as_number(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), reduction="sum")
         loss = loss_sum.item() / step_tokens
-        run.step_done({"loss": loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
+        run.step_done({"loss": loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm, "epoch": epoch,
                        "target_tokens_per_s": step_tokens / (time.perf_counter() - step_started)}, loss=f"{loss:.3f}")
 
         # 5. evaluate on dev, checkpoint, keep the best
