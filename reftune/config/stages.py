@@ -248,7 +248,9 @@ class DemoConfig(RunOptions):
     questions_per_step: int = 16
     """ReFT questions per step."""
     vote_samples: int = 8
-    """Samples per test question for majority voting (temperature 1)."""
+    """Samples per test question for majority voting."""
+    vote_temperature: float = 0.6
+    """Their sampling temperature (chosen on dev among 0.3, 0.6 and 1.0: benchmarks/voting.py)."""
     max_new_tokens: int = 160
     """Longest response when sampling and evaluating."""
     all_methods: bool = False
@@ -266,6 +268,8 @@ class DemoConfig(RunOptions):
         require_at_least_one(self, "rl_steps")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ReftuneError(f"max_seconds must be > 0 (got {self.max_seconds}); leave it out for no cap")
+        if self.vote_temperature <= 0:
+            raise ReftuneError(f"vote_temperature must be > 0 to draw different samples, got {self.vote_temperature}")
         from_scratch = self.model == "arithmetic-base"
         if self.sft_learning_rate is None:
             self.sft_learning_rate = 1e-3 if from_scratch else 2e-5

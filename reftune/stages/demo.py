@@ -210,7 +210,7 @@ def test_picks(config: DemoConfig, plan: Plan, folder: Path, picks: dict[str, Pi
                       max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
                       report_to="jsonl")
     evaluated = evaluate_models({name: model for model, name in first_name.items()}, folder, evaluation,
-                                plan.vote_samples, verifier_folder)
+                                plan.vote_samples, verifier_folder, config.vote_temperature)
     return {name: {**evaluated[first_name[chosen.model]], "dev": chosen.dev_accuracy, "chosen": chosen.label}
             for name, chosen in picks.items()}
 
