@@ -117,7 +117,7 @@ def sample_accuracy(model: str, output) -> float:
 
     return evaluate(EvalConfig(task="arithmetic", model=model, split="train", limit=8, num_samples=64,
                                temperature=1.0, max_new_tokens=120, report_to="jsonl", progress=False,
-                               output=str(output)))["sample_accuracy"]
+                               output=str(output))).sample_accuracy
 
 
 @pytest.mark.slow
