@@ -20,7 +20,7 @@ _API = {
     **dict.fromkeys(["SFTConfig", "OfflineSTConfig", "RLConfig", "OnlineSTConfig", "VerifierConfig", "EvalConfig",
                      "SampleConfig", "CompareConfig", "DemoConfig"], "reftune.config"),
     **dict.fromkeys(["TrainingSummary", "SFTSummary", "RLSummary", "OnlineSTSummary", "VerifierSummary",
-                     "EvalSummary"], "reftune.stages.summaries"),
+                     "EvalSummary"], "reftune.summaries"),
     "get_task": "reftune.tasks", "Task": "reftune.tasks", "Example": "reftune.tasks",
     "score_completions": "reftune.rewards", "RewardFn": "reftune.rewards", "ReftuneError": "reftune.errors",
 }

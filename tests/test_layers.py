@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reftune"
-STAGE_HELPERS = {"common", "batches", "samples", "run", "ppo", "summaries", "__init__"}
+STAGE_HELPERS = {"common", "batches", "samples", "run", "ppo", "__init__"}
 PIPELINES = {"demo", "compare"}  # run other stages, one floor up
 
 

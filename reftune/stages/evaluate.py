@@ -13,7 +13,7 @@ from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
                                    seed_everything, use_prompt_format, write_atomically)
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
-from reftune.stages.summaries import EvalSummary
+from reftune.summaries import EvalSummary
 from reftune.tasks import Task
 
 

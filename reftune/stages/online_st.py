@@ -22,7 +22,7 @@ from reftune.rollout import sample
 from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
 from reftune.stages.run import Run
-from reftune.stages.summaries import OnlineSTSummary
+from reftune.summaries import OnlineSTSummary
 from reftune.stages.samples import greedy_accuracy
 
 

@@ -37,7 +37,7 @@ from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_example
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
-from reftune.stages.summaries import RLSummary
+from reftune.summaries import RLSummary
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 

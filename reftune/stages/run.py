@@ -38,7 +38,7 @@ from reftune.options import config_from_yaml_text
 from reftune.sharding import gathered, is_sharded, quiet_view_warning, refuse_lora, refuse_unsupported, whole_weights
 from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
                                    seed_everything, write_atomically)
-from reftune.stages.summaries import TrainingSummary
+from reftune.summaries import TrainingSummary
 from reftune.tracking import RunBar, Tracker
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it

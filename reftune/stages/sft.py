@@ -21,7 +21,7 @@ from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, toke
                                     verified_examples, warmup_decay_scheduler)
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
-from reftune.stages.summaries import SFTSummary
+from reftune.summaries import SFTSummary
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
 
 

@@ -19,7 +19,7 @@ from reftune.selection import roc_auc
 from reftune.stages.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
 from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
-from reftune.stages.summaries import VerifierSummary
+from reftune.summaries import VerifierSummary
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
 
 
