@@ -18,8 +18,8 @@ def test_verifier_trains_a_head_on_the_backbone_and_writes_a_reloadable_checkpoi
 
     folder = Path(tiny_verifier)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary.balance["train"]["samples"] > 8 and summary.balance["train"]["right"] > 0
-    assert summary.steps >= 2 and 0.0 <= summary.best_dev_auc <= 1.0
+    assert summary["balance"]["train"]["samples"] > 8 and summary["balance"]["train"]["right"] > 0
+    assert summary["steps"] >= 2 and 0.0 <= summary["best_dev_auc"] <= 1.0
     model, tokenizer = load_verifier(folder / "best")
     assert model.head.weight.abs().sum() > 0  # the head starts at zero; training moved it
     AutoModelForCausalLM.from_pretrained(folder / "best")  # the backbone is a plain HF folder
