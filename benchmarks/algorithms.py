@@ -2,10 +2,15 @@
 algorithm preset (the paper's PPO and the group family), each with its preset's algorithm settings and
 the demo's learning rate and budget; each run's checkpoint is picked on dev, then scored on test:
 
-    {"runs": [{"algorithm", "seed", "dev", "pick", "test_top1", "test_vote"}, ...],
+    {"runs": [{"algorithm", "seed", "dev", "pick", "test_top1", "test_vote", "wrong_steps"}, ...],
      "mean": {algorithm: {"test_top1", "test_vote"}}}
 
-    python benchmarks/algorithms.py [--seeds 0 1 2] [--rl-steps 130] [--output runs/algorithms]
+    python benchmarks/algorithms.py [--seeds 0 1 2] [--rl-steps 60] [--output runs/algorithms]
+                                    [--demo-runs runs/demo-gap]
+
+--demo-runs takes the folder `benchmarks/demo_gap.py` wrote (seed-N/ per seed): its warm-ups are used
+instead of training them again, and its ReFT branch, which is the paper's PPO with these settings,
+stands for "ppo (the paper)".
 
 Choices are made on dev only; test is read once per picked model.
 """
@@ -56,19 +61,40 @@ def warm_up(demo: DemoConfig, folder: Path) -> tuple[str, Pick]:
     return warm, Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
 
 
+def from_demo(demo_run: Path, rl_steps: int) -> tuple[str, Pick, dict]:
+    """A finished demo's warm-up (its last model and dev pick) and its ReFT row in this script's shape."""
+    summary = json.loads((demo_run / "summary.json").read_text())
+    config = yaml.safe_load((demo_run / "config.yaml").read_text())
+    if config["rl_steps"] != rl_steps:
+        raise SystemExit(f"{demo_run} ran {config['rl_steps']} RL steps, not {rl_steps}")
+    warm = str(latest_checkpoint(demo_run / "warmup") / "model")
+    reft = summary["results"]["ReFT"]
+    row = {"dev": reft["dev"], "pick": reft["chosen"], "test_top1": round(100 * reft["top1"], 2),
+           "test_vote": round(100 * reft["vote"], 2), "wrong_steps": reft["wrong_steps"]}
+    return warm, Pick(warm, final_dev_accuracy(demo_run / "warmup"), "its start (the warm-up)"), row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rl-steps", type=int, default=DemoConfig.rl_steps)
     parser.add_argument("--output", default="runs/algorithms")
+    parser.add_argument("--demo-runs", type=Path, help="benchmarks/demo_gap.py's output: reuse its warm-ups and PPO")
     args = parser.parse_args()
     runs = []
     for seed in args.seeds:
         demo = DemoConfig(seed=seed, rl_steps=args.rl_steps)
         plan = make_plan(demo)
         folder = Path(args.output) / f"seed-{seed}"
-        warm, start = warm_up(demo, folder)
+        if args.demo_runs:
+            warm, start, ppo_row = from_demo(args.demo_runs / f"seed-{seed}", args.rl_steps)
+        else:
+            (warm, start), ppo_row = warm_up(demo, folder), None
         for algorithm, preset in ALGORITHMS.items():
+            if preset is None and ppo_row is not None:
+                runs.append({"algorithm": algorithm, "seed": seed, **ppo_row})
+                print(json.dumps(runs[-1]), flush=True)
+                continue
             options = {"num_samples_per_question": demo.num_samples_per_question, **algorithm_options(preset)}
             run = folder / algorithm.split(" ")[0]
             rl(RLConfig(task="arithmetic", task_options=demo.task_options, seed=seed, progress=False, report_to="jsonl",
@@ -81,9 +107,11 @@ def main() -> None:
             evaluation = dict(task="arithmetic", task_options=demo.task_options, split="test", limit=plan.test_questions,
                               max_new_tokens=plan.max_new_tokens, batch_size=32, seed=seed, progress=False,
                               report_to="jsonl")
-            [scores] = evaluate_models({algorithm: chosen.model}, run, evaluation, plan.vote_samples, None).values()
+            [scores] = evaluate_models({algorithm: chosen.model}, run, evaluation, plan.vote_samples, None,
+                                       demo.vote_temperature).values()
             runs.append({"algorithm": algorithm, "seed": seed, "dev": chosen.dev_accuracy, "pick": chosen.label,
-                         "test_top1": round(100 * scores["top1"], 2), "test_vote": round(100 * scores["vote"], 2)})
+                         "test_top1": round(100 * scores["top1"], 2), "test_vote": round(100 * scores["vote"], 2),
+                         "wrong_steps": scores["wrong_steps"]})
             print(json.dumps(runs[-1]), flush=True)
     mean = {name: {key: round(statistics.mean(r[key] for r in runs if r["algorithm"] == name), 2)
                    for key in ("test_top1", "test_vote")} for name in ALGORITHMS}

@@ -9,16 +9,34 @@ checkpoints; *_pick says which ("step N", or "its start (the warm-up)").
 
 Target (demo issue): a mean gap of at least 5 points.
 
-    python benchmarks/demo_gap.py [--seeds 0 1 2] [--output runs/demo-gap]
+    python benchmarks/demo_gap.py [--seeds 0 1 2] [--output runs/demo-gap] [--reuse]
+
+--reuse reads a seed's folder that already holds a finished demo of that seed instead of running it
+again (the demo is deterministic on one machine, so this is what a rerun would print).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
+
+from reftune.config import DemoConfig
+
+
+def finished(folder: Path, seed: int, quick: bool) -> bool:
+    """Whether `folder` holds a finished default demo of `seed`: its summary written, and its saved
+    config the defaults but for where it wrote and how it showed progress."""
+    if not (folder / "summary.json").exists():
+        return False
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    wanted = dataclasses.asdict(DemoConfig(seed=seed, quick=quick))
+    return all(saved.get(key) == value for key, value in wanted.items() if key not in ("output", "progress"))
 
 
 def main() -> None:
@@ -26,13 +44,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--output", default="runs/demo-gap")
     parser.add_argument("--quick", action="store_true", help="the smoke-run demo (no claim)")
+    parser.add_argument("--reuse", action="store_true", help="read finished seed folders instead of rerunning them")
     args = parser.parse_args()
     seeds = []
     for seed in args.seeds:
         folder = Path(args.output) / f"seed-{seed}"
         command = [sys.executable, "-m", "reftune.cli", "demo", "--seed", str(seed), "--output", str(folder),
                    "--no-progress", *(["--quick"] if args.quick else [])]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        if not (args.reuse and finished(folder, seed, args.quick)):
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         summary = json.loads((folder / "summary.json").read_text())
         points = {name: round(100 * summary["results"][label]["top1"], 2)
                   for name, label in (("warmup", "warm-up"), ("sft", "SFT"), ("reft", "ReFT"))}

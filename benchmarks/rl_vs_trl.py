@@ -23,7 +23,7 @@ to show how much of the ratio is the kernels and how much the rest.
 TRL is a benchmark-only dependency, never reftune's: the two TRL versions live in their own virtual
 environments (made under the cache folder on first use, or pass --trl-ppo-python / --trl-grpo-python).
 
-    python benchmarks/rl_vs_trl.py [--steps 6] [--questions 8] [--max-new-tokens 64]
+    python benchmarks/rl_vs_trl.py [--model tiny | smollm2-135m] [--steps 6] [--questions 8] [--max-new-tokens 64]
 """
 from __future__ import annotations
 
@@ -68,16 +68,20 @@ def run_worker(python: str, side: str, args, **environment) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def build_models(folder: Path, hidden: int, layers: int) -> None:
-    """The tiny policy (with its tokenizer) and, for TRL's PPO, a reward and a value model."""
+def build_models(folder: Path, model: str, hidden: int, layers: int) -> None:
+    """The policy (tiny, or the packaged SmolLM2) with its tokenizer and, for TRL's PPO, a reward and a
+    value model of the policy's architecture (freshly initialised: only their cost matters here)."""
     from transformers import LlamaForSequenceClassification
 
     from reftune.models import TinySpec, load_policy, save_pretrained
     from reftune.tasks import get_task
 
-    task = get_task("arithmetic")
-    texts = [task.prompt(e) + task.target(e) for e in task.load("train")[:500]]
-    policy = load_policy("tiny", tiny=TinySpec(hidden_size=hidden, num_layers=layers), tokenizer_texts=texts)
+    if model == "tiny":
+        task = get_task("arithmetic")
+        texts = [task.prompt(e) + task.target(e) for e in task.load("train")[:500]]
+        policy = load_policy("tiny", tiny=TinySpec(hidden_size=hidden, num_layers=layers), tokenizer_texts=texts)
+    else:
+        policy = load_policy(model)
     save_pretrained(policy.model, policy.tokenizer, folder / "policy")
     config = policy.model.config
     config.num_labels = 1
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--group-samples", type=int, default=4, help="samples per question (group)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--model", default="tiny", help="tiny (sized by the next two flags) or smollm2-135m")
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--trl-ppo-python")
@@ -108,11 +113,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         args.model_dir = Path(scratch)
-        build_models(args.model_dir, args.hidden_size, args.layers)
+        build_models(args.model_dir, args.model, args.hidden_size, args.layers)
         results = {"settings": {"steps": args.steps, "questions_per_step": args.questions,
                                 "group_samples_per_question": args.group_samples,
-                                "max_new_tokens": args.max_new_tokens, "hidden_size": args.hidden_size,
-                                "layers": args.layers, "cpu_threads": os.cpu_count()}}
+                                "max_new_tokens": args.max_new_tokens, "model": args.model,
+                                **({"hidden_size": args.hidden_size, "layers": args.layers} if args.model == "tiny" else {}),
+                                "cpu_threads": os.cpu_count()}}
         for kind, given in (("ppo", args.trl_ppo_python), ("group", args.trl_grpo_python)):
             ours = run_worker(sys.executable, f"reftune-{kind}", args)
             theirs = run_worker(trl_python(kind, given), f"trl-{kind}", args)
@@ -147,7 +153,8 @@ def reftune_worker(args, estimator: str) -> dict:
                     questions_per_step=args.questions, num_samples_per_question=args.samples,
                     max_new_tokens=args.max_new_tokens, max_steps=args.steps, eval_every=10_000,
                     eval_limit=1, eval_max_new_tokens=1,
-                    learning_rate=1e-6, kl_coef=0.05, report_to="jsonl", progress=False, output=output))
+                    learning_rate=1e-6, kl_coef=0.05, report_to="jsonl", progress=False, output=output,
+                    prompt_format="plain"))  # TRL is given the plain prompts too
         steps = [m for m in read_metrics(output) if "reward_mean" in m]
     rows = args.questions * args.samples
     tokens = sum(m["response_length"] * rows for m in steps[1:]) / max(1, len(steps) - 1)
