@@ -26,6 +26,7 @@ from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.cache import cache_dir
 from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
 from reftune.stages.batches import linear_warmup_decay
+from reftune.stages.common import quiet_libraries
 from reftune.tasks import get_task
 from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
 from reftune.tracking import progress_bar
@@ -112,6 +113,7 @@ def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Pa
     if (folder / "config.json").exists():
         return folder
     started = time.perf_counter()
+    quiet_libraries()  # the base is built before any stage has quietened transformers' save bar
     texts = corpus(spec)
     tokenizer = build_tiny_tokenizer(texts, spec.model.vocab_size)
     model = build_tiny_model(tokenizer, spec.model, spec.seed)
