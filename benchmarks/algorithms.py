@@ -26,7 +26,8 @@ import yaml
 from reftune.checkpoint import latest_checkpoint
 from reftune.config import DemoConfig, RLConfig, SFTConfig
 from reftune.stages.compare import evaluate_models
-from reftune.stages.demo import Pick, final_dev_accuracy, make_plan, pick
+from reftune.stages.demo import (PPO_EPOCHS, Pick, final_dev_accuracy, make_plan, on_policy_options, pick,
+                                 sft_options)
 from reftune.stages.pretrain import pretrain_base
 from reftune.stages.rl import rl
 from reftune.stages.sft import sft
@@ -52,11 +53,7 @@ def warm_up(demo: DemoConfig, folder: Path) -> tuple[str, Pick]:
     """The demo's base and warm-up for one seed; returns the warm-up's last model and its dev pick."""
     plan = make_plan(demo)
     base = str(pretrain_base(plan.base_spec, show_progress=False))
-    sft(SFTConfig(task="arithmetic", task_options=demo.task_options, seed=demo.seed, progress=False, report_to="jsonl",
-                  eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens, model=base,
-                  max_train_examples=plan.train_questions, batch_size=16, micro_batch_size=16,
-                  learning_rate=demo.sft_learning_rate, warmup_ratio=0.05, max_length=400, epochs=plan.warmup_epochs,
-                  output=str(folder / "warmup")))
+    sft(SFTConfig(**sft_options(demo, plan), model=base, epochs=plan.warmup_epochs, output=str(folder / "warmup")))
     warm = str(latest_checkpoint(folder / "warmup") / "model")
     return warm, Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
 
@@ -80,10 +77,11 @@ def main() -> None:
     parser.add_argument("--rl-steps", type=int, default=DemoConfig.rl_steps)
     parser.add_argument("--output", default="runs/algorithms")
     parser.add_argument("--demo-runs", type=Path, help="benchmarks/demo_gap.py's output: reuse its warm-ups and PPO")
+    parser.add_argument("--quick", action="store_true", help="on quick demos (a smoke run: no claim)")
     args = parser.parse_args()
     runs = []
     for seed in args.seeds:
-        demo = DemoConfig(seed=seed, rl_steps=args.rl_steps)
+        demo = DemoConfig(seed=seed, rl_steps=args.rl_steps, quick=args.quick, progress=False, report_to="jsonl")
         plan = make_plan(demo)
         folder = Path(args.output) / f"seed-{seed}"
         if args.demo_runs:
@@ -95,14 +93,11 @@ def main() -> None:
                 runs.append({"algorithm": algorithm, "seed": seed, **ppo_row})
                 print(json.dumps(runs[-1]), flush=True)
                 continue
-            options = {"num_samples_per_question": demo.num_samples_per_question, **algorithm_options(preset)}
+            options = algorithm_options(preset)
             run = folder / algorithm.split(" ")[0]
-            rl(RLConfig(task="arithmetic", task_options=demo.task_options, seed=seed, progress=False, report_to="jsonl",
-                        eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens, model=warm,
-                        max_train_examples=plan.train_questions, questions_per_step=demo.questions_per_step,
-                        max_new_tokens=plan.max_new_tokens, micro_batch_size=16, eval_every=10, max_steps=args.rl_steps,
+            rl(RLConfig(**on_policy_options(demo, plan, warm), max_steps=plan.rl_steps,
                         learning_rate=demo.rl_learning_rate, value_head_learning_rate=demo.value_head_learning_rate,
-                        output=str(run), **options))
+                        output=str(run), **{**options, "ppo_epochs": PPO_EPOCHS}))
             chosen = pick(run, start)
             evaluation = dict(task="arithmetic", task_options=demo.task_options, split="test", limit=plan.test_questions,
                               max_new_tokens=plan.max_new_tokens, batch_size=32, seed=seed, progress=False,

@@ -118,9 +118,6 @@ def demo(config: DemoConfig) -> dict:
     folder = output_folder(config, "demo")
     announce("demo", config, folder)
     plan = make_plan(config)
-    common = dict(task="arithmetic", task_options=config.task_options, seed=config.seed, progress=config.progress,
-                  report_to=config.report_to, eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens,
-                  max_seconds=config.max_seconds)
 
     # 1. the base model
     say(f"[1/5] base model: {config.model}")
@@ -129,10 +126,7 @@ def demo(config: DemoConfig) -> dict:
     # 2. warm-up SFT on one gold CoT per question
     say(f"[2/5] warm-up SFT: {plan.train_questions} questions x {plan.warmup_epochs} epochs; both branches "
         f"start from its last epoch")
-    batch = plan.sft_batch_size
-    sft_options = dict(common, max_train_examples=plan.train_questions, batch_size=batch, micro_batch_size=batch,
-                       learning_rate=config.sft_learning_rate, warmup_ratio=0.05, max_length=400)
-    sft(SFTConfig(**{**sft_options, "max_seconds": None}, model=base, epochs=plan.warmup_epochs,
+    sft(SFTConfig(**{**sft_options(config, plan), "max_seconds": None}, model=base, epochs=plan.warmup_epochs,
                   output=str(folder / "warmup")))
     # The branches start from the warm-up's last epoch, as the paper's ReFT starts from a fixed epoch,
     # not from its dev-best one, which is mostly noise on a few hundred dev questions and often early.
@@ -140,7 +134,7 @@ def demo(config: DemoConfig) -> dict:
     warm = str(last / "model")
 
     # 3. branches from the warm-up, the same compute each
-    picks = run_branches(config, plan, folder, common, sft_options, base, warm)
+    picks = run_branches(config, plan, folder, base, warm)
     picks["warm-up"] = replace(picks["warm-up"], label=f"its last epoch (step {TrainerState.read(last).step})")
 
     # 4. the held-out test: greedy top-1, majority vote (and reranking) over the same samples
@@ -155,48 +149,87 @@ def demo(config: DemoConfig) -> dict:
     return summary
 
 
-def run_branches(config: DemoConfig, plan: Plan, folder: Path, common: dict, sft_options: dict, base: str,
-                 warm: str) -> dict[str, Pick]:
+def common_options(config: DemoConfig, plan: Plan) -> dict:
+    """What every stage of the demo shares: the task, the seed, the dev evaluation, the output."""
+    return dict(task="arithmetic", task_options=config.task_options, seed=config.seed, progress=config.progress,
+                report_to=config.report_to, eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens,
+                max_seconds=config.max_seconds)
+
+
+def sft_options(config: DemoConfig, plan: Plan) -> dict:
+    """The warm-up's and continued SFT's settings, less the model, the steps and the folder."""
+    batch = plan.sft_batch_size
+    return dict(common_options(config, plan), max_train_examples=plan.train_questions, batch_size=batch,
+                micro_batch_size=batch, learning_rate=config.sft_learning_rate, warmup_ratio=0.05, max_length=400)
+
+
+def on_policy_options(config: DemoConfig, plan: Plan, warm: str) -> dict:
+    """ReFT's and Online-ST's settings from the warm-up, less the steps, the lr and the folder."""
+    return dict(common_options(config, plan), model=warm, max_train_examples=plan.train_questions,
+                questions_per_step=min(config.questions_per_step, plan.train_questions),
+                num_samples_per_question=config.num_samples_per_question, max_new_tokens=plan.max_new_tokens,
+                micro_batch_size=16, eval_every=10)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Each branch's steps for ReFT's compute, and how often the SFT-like branches evaluate on dev."""
+
+    rl: int
+    sft: int
+    online_st: int
+    sft_eval_every: int
+
+
+def budgets(config: DemoConfig, plan: Plan) -> Budgets:
+    questions = min(config.questions_per_step, plan.train_questions)
+    samples = config.num_samples_per_question
+    rl_rows = rl_step_rows(questions, samples, PPO_EPOCHS)
+    # Online-ST's step samples like ReFT's (1 pass), then trains by likelihood (forward + backward = 3)
+    # on at most every sample and on the golds.
+    online_rows = questions * samples * 4 + 3 * questions
+    return Budgets(plan.rl_steps, equal_compute_steps(plan.rl_steps, rl_rows, 3 * plan.sft_batch_size),
+                   equal_compute_steps(plan.rl_steps, rl_rows, online_rows),
+                   max(1, 2 * plan.train_questions // plan.sft_batch_size))
+
+
+def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: str) -> dict[str, Pick]:
     """ReFT and continued SFT from the warm-up (with --all-methods also Offline-ST, Online-ST and a
     verifier), each on the same compute; returns each method's pick on dev."""
-    questions = min(config.questions_per_step, plan.train_questions)
-    rl_rows = rl_step_rows(questions, config.num_samples_per_question, PPO_EPOCHS)
-    sft_steps = equal_compute_steps(plan.rl_steps, rl_rows, 3 * plan.sft_batch_size)
-    sft_eval_every = max(1, 2 * plan.train_questions // plan.sft_batch_size)
-    say(f"[3/5] ReFT branch: {plan.rl_steps} RL steps from the warm-up checkpoint")
-    on_policy = dict(common, model=warm, max_train_examples=plan.train_questions, questions_per_step=questions,
-                     num_samples_per_question=config.num_samples_per_question, max_new_tokens=plan.max_new_tokens,
-                     micro_batch_size=16, eval_every=10)
-    rl(RLConfig(**on_policy, max_steps=plan.rl_steps, learning_rate=config.rl_learning_rate,
+    steps = budgets(config, plan)
+    on_policy = on_policy_options(config, plan, warm)
+    say(f"[3/5] ReFT branch: {steps.rl} RL steps from the warm-up checkpoint")
+    rl(RLConfig(**on_policy, max_steps=steps.rl, learning_rate=config.rl_learning_rate,
                 advantage_estimator=config.advantage_estimator, value_head_learning_rate=config.value_head_learning_rate,
                 ppo_epochs=PPO_EPOCHS, output=str(folder / "reft")))
-    say(f"[4/5] SFT branch: {sft_steps} steps of continued SFT from the same checkpoint (the same compute)")
-    sft(SFTConfig(**sft_options, model=warm, epochs=1000, max_steps=sft_steps, eval_every=sft_eval_every,
-                  output=str(folder / "sft")))
+    say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
+    sft(SFTConfig(**sft_options(config, plan), model=warm, epochs=1000, max_steps=steps.sft,
+                  eval_every=steps.sft_eval_every, output=str(folder / "sft")))
     start = Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
     picks = {"warm-up": start, "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
     if not config.all_methods:
         return picks
 
     say(f"[4/5] Offline-ST: {plan.self_training_samples} samples per question from the warm-up, then "
-        f"{sft_steps} SFT steps from the base model on the correct ones and the gold CoTs")
-    sampling = dict(num_samples=plan.self_training_samples, sample_max_new_tokens=plan.max_new_tokens,
-                    sample_batch_size=32)
-    sft(OfflineSTConfig(**sft_options, **sampling, model=base, sampler=warm, epochs=1000, max_steps=sft_steps,
-                        eval_every=sft_eval_every, output=str(folder / "offline-st")))
-    # Online-ST's step samples like ReFT's, then trains by likelihood on at most every sample and the golds.
-    online_rows = questions * config.num_samples_per_question * 4 + 3 * questions
-    online_steps = equal_compute_steps(plan.rl_steps, rl_rows, online_rows)
-    say(f"[4/5] Online-ST: {online_steps} steps from the warm-up, NLL on its correct samples and the gold CoTs")
-    online_st(OnlineSTConfig(**on_policy, max_steps=online_steps, learning_rate=config.sft_learning_rate,
+        f"{steps.sft} SFT steps from the base model on the correct ones and the gold CoTs")
+    sampling = self_training_sampling(plan)
+    sft(OfflineSTConfig(**sft_options(config, plan), **sampling, model=base, sampler=warm, epochs=1000,
+                        max_steps=steps.sft, eval_every=steps.sft_eval_every, output=str(folder / "offline-st")))
+    say(f"[4/5] Online-ST: {steps.online_st} steps from the warm-up, NLL on its correct samples and the gold CoTs")
+    online_st(OnlineSTConfig(**on_policy, max_steps=steps.online_st, learning_rate=config.sft_learning_rate,
                              output=str(folder / "online-st")))
     say("[4/5] verifier: a correctness classifier from the warm-up model, on the warm-up's samples")
-    verifier(VerifierConfig(**{k: v for k, v in sft_options.items() if k != "learning_rate"}, **sampling,
+    verifier(VerifierConfig(**{k: v for k, v in sft_options(config, plan).items() if k != "learning_rate"}, **sampling,
                             model=warm, sampler=warm, samples=str(folder / "offline-st" / "samples.jsonl"),
                             dev_samples_per_question=4, learning_rate=config.verifier_learning_rate,
                             epochs=plan.verifier_epochs, output=str(folder / "verifier")))
     picks.update({"Offline-ST": pick(folder / "offline-st"), "Online-ST": pick(folder / "online-st", start)})
     return picks
+
+
+def self_training_sampling(plan: Plan) -> dict:
+    """How Offline-ST and the verifier sample the warm-up's CoTs of the training questions."""
+    return dict(num_samples=plan.self_training_samples, sample_max_new_tokens=plan.max_new_tokens, sample_batch_size=32)
 
 
 def test_picks(config: DemoConfig, plan: Plan, folder: Path, picks: dict[str, Pick],
