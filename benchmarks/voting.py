@@ -11,6 +11,10 @@ should vote at. distinct_answers: the mean number of different answers among a q
 samples; any@K: some sample of the first K is right (what a perfect reranker would get).
 
     python benchmarks/voting.py --run runs/demo-gap/seed-0 [--temperatures 0.3 0.5 0.7 1.0] [--k 1 4 8 16]
+                                [--verifier runs/verifier/best]
+
+With --verifier, every sample is also scored by the verifier and rerank@K (the answer of the best
+scored of the first K samples) is reported beside vote@K.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import yaml
 
 from reftune import EvalConfig, evaluate, get_task
 from reftune.checkpoint import latest_checkpoint
-from reftune.selection import majority_vote
+from reftune.selection import majority_vote, rerank
 from reftune.stages.demo import Pick, final_dev_accuracy, pick
 
 
@@ -34,7 +38,8 @@ def demo_models(run: Path) -> dict[str, str]:
 
 
 def vote_figures(task, rows: list[dict], ks: list[int]) -> dict:
-    """vote@K and any@K over the first K samples of each row, and what the samples look like."""
+    """vote@K, any@K (and rerank@K when a verifier scored the samples) over the first K samples of each
+    row, and what the samples look like."""
     figures = {"sample_accuracy": sum(sum(r["correct"]) for r in rows) / sum(len(r["correct"]) for r in rows),
                "no_answer_rate": sum(a is None for r in rows for a in r["answers"]) / sum(len(r["answers"]) for r in rows),
                "distinct_answers": sum(len({a for a in r["answers"] if a is not None}) for r in rows) / len(rows)}
@@ -42,6 +47,9 @@ def vote_figures(task, rows: list[dict], ks: list[int]) -> dict:
         votes = [majority_vote(r["answers"][:k], task.is_correct) for r in rows]
         figures[f"vote@{k}"] = sum(v is not None and task.is_correct(v, r["gold"]) for v, r in zip(votes, rows)) / len(rows)
         figures[f"any@{k}"] = sum(any(r["correct"][:k]) for r in rows) / len(rows)
+        if all("verifier_scores" in r for r in rows):
+            picks = [rerank(r["answers"][:k], r["verifier_scores"][:k]) for r in rows]
+            figures[f"rerank@{k}"] = sum(p is not None and task.is_correct(p, r["gold"]) for p, r in zip(picks, rows)) / len(rows)
     return {name: round(value, 4) for name, value in figures.items()}
 
 
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--temperatures", nargs="+", type=float, default=[0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--k", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--output", default=None, help="where the evaluations go (default: RUN/voting)")
+    parser.add_argument("--verifier", help="a verifier folder (`reftune verifier`'s best/): adds rerank@K")
     args = parser.parse_args()
     run = Path(args.run)
     demo = yaml.safe_load((run / "config.yaml").read_text())
@@ -67,6 +76,7 @@ def main() -> None:
         for temperature in args.temperatures:
             folder = output / f"{slug}-t{temperature}"
             evaluate(EvalConfig(**common, model=model, temperature=temperature, num_samples=max(args.k),
+                                mode="rerank" if args.verifier else "vote", verifier=args.verifier,
                                 output=str(folder)))
             rows = [json.loads(line) for line in (folder / "dev-samples.jsonl").open()]
             sampled[str(temperature)] = vote_figures(task, rows, args.k)
