@@ -150,7 +150,7 @@ def demo(config: DemoConfig) -> dict:
 
 
 def common_options(config: DemoConfig, plan: Plan) -> dict:
-    """What every stage of the demo shares: the task, the seed, the dev evaluation, the output."""
+    """What every stage of the demo shares: the task, the seed, the dev evaluation, how it reports."""
     return dict(task="arithmetic", task_options=config.task_options, seed=config.seed, progress=config.progress,
                 report_to=config.report_to, eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens,
                 max_seconds=config.max_seconds)

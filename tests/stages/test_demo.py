@@ -108,6 +108,19 @@ def test_a_rerun_with_the_same_seed_gives_the_same_table_quietly(quick_demo, tmp
     assert "warn" not in (again + stderr).lower()
 
 
+def test_the_branches_get_the_compute_of_the_rl_steps():
+    from reftune.config import DemoConfig
+    from reftune.stages.demo import Budgets, budgets, make_plan
+
+    config = DemoConfig()
+    # An RL step: 16 questions x 4 samples, each sampled (1 pass), scored by the reference (1) and
+    # trained on for 2 epochs (3 each): 512 rows. An SFT step: 16 rows x 3. An Online-ST step: 64
+    # samples x 4 + 16 golds x 3 = 304.
+    assert budgets(config, make_plan(config)) == Budgets(rl=60, sft=640, online_st=101, sft_eval_every=100)
+    doubled = DemoConfig(rl_steps=120)
+    assert budgets(doubled, make_plan(doubled)).sft == 1280
+
+
 def test_a_branch_keeps_its_start_unless_a_checkpoint_beats_it_on_dev(tmp_path):
     from reftune.stages.demo import Pick, pick
 
