@@ -23,11 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from reftune.checkpoint import latest_checkpoint
 from reftune.config import DemoConfig, RLConfig, SFTConfig
 from reftune.stages.compare import evaluate_models
-from reftune.stages.demo import (PPO_EPOCHS, Pick, final_dev_accuracy, make_plan, on_policy_options, pick,
-                                 sft_options)
+from reftune.stages.demo import (PPO_EPOCHS, Pick, make_plan, on_policy_options, pick, sft_options, test_evaluation,
+                                 warm_up_start)
 from reftune.stages.pretrain import pretrain_base
 from reftune.stages.rl import rl
 from reftune.stages.sft import sft
@@ -54,8 +53,8 @@ def warm_up(demo: DemoConfig, folder: Path) -> tuple[str, Pick]:
     plan = make_plan(demo)
     base = str(pretrain_base(plan.base_spec, show_progress=False))
     sft(SFTConfig(**sft_options(demo, plan), model=base, epochs=plan.warmup_epochs, output=str(folder / "warmup")))
-    warm = str(latest_checkpoint(folder / "warmup") / "model")
-    return warm, Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
+    start = warm_up_start(folder)
+    return start.model, start
 
 
 def from_demo(demo_run: Path, rl_steps: int) -> tuple[str, Pick, dict]:
@@ -64,11 +63,11 @@ def from_demo(demo_run: Path, rl_steps: int) -> tuple[str, Pick, dict]:
     config = yaml.safe_load((demo_run / "config.yaml").read_text())
     if config["rl_steps"] != rl_steps:
         raise SystemExit(f"{demo_run} ran {config['rl_steps']} RL steps, not {rl_steps}")
-    warm = str(latest_checkpoint(demo_run / "warmup") / "model")
     reft = summary["results"]["ReFT"]
     row = {"dev": reft["dev"], "pick": reft["chosen"], "test_top1": round(100 * reft["top1"], 2),
            "test_vote": round(100 * reft["vote"], 2), "wrong_steps": reft["wrong_steps"]}
-    return warm, Pick(warm, final_dev_accuracy(demo_run / "warmup"), "its start (the warm-up)"), row
+    start = warm_up_start(demo_run)
+    return start.model, start, row
 
 
 def main() -> None:
@@ -97,13 +96,10 @@ def main() -> None:
             run = folder / algorithm.split(" ")[0]
             rl(RLConfig(**on_policy_options(demo, plan, warm), max_steps=plan.rl_steps,
                         learning_rate=demo.rl_learning_rate, value_head_learning_rate=demo.value_head_learning_rate,
-                        output=str(run), **{**options, "ppo_epochs": PPO_EPOCHS}))
+                        ppo_epochs=PPO_EPOCHS, output=str(run), **options))
             chosen = pick(run, start)
-            evaluation = dict(task="arithmetic", task_options=demo.task_options, split="test", limit=plan.test_questions,
-                              max_new_tokens=plan.max_new_tokens, batch_size=32, seed=seed, progress=False,
-                              report_to="jsonl")
-            [scores] = evaluate_models({algorithm: chosen.model}, run, evaluation, plan.vote_samples, None,
-                                       demo.vote_temperature).values()
+            [scores] = evaluate_models({algorithm: chosen.model}, run, test_evaluation(demo, plan), plan.vote_samples,
+                                       None, demo.vote_temperature).values()
             runs.append({"algorithm": algorithm, "seed": seed, "dev": chosen.dev_accuracy, "pick": chosen.label,
                          "test_top1": round(100 * scores["top1"], 2), "test_vote": round(100 * scores["vote"], 2),
                          "wrong_steps": scores["wrong_steps"]})

@@ -28,20 +28,16 @@ import statistics
 from pathlib import Path
 
 from reftune import EvalConfig, evaluate
-from reftune.checkpoint import latest_checkpoint
 from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig
-from reftune.stages.demo import (Pick, budgets, final_dev_accuracy, make_plan, on_policy_options, pick,
-                                 self_training_sampling, sft_options)
+from reftune.stages.demo import (Pick, budgets, make_plan, on_policy_options, pick, self_training_sampling,
+                                 sft_options, test_evaluation, warm_up_start)
 from reftune.stages.online_st import online_st
 from reftune.stages.pretrain import pretrain_base
 from reftune.stages.sft import sft
 
 
 def test_top1(demo: DemoConfig, model: str, folder: Path) -> float:
-    plan = make_plan(demo)
-    summary = evaluate(EvalConfig(task="arithmetic", task_options=demo.task_options, split="test",
-                                  limit=plan.test_questions, max_new_tokens=plan.max_new_tokens, batch_size=32,
-                                  seed=demo.seed, progress=False, report_to="jsonl", model=model, output=str(folder)))
+    summary = evaluate(EvalConfig(**test_evaluation(demo, make_plan(demo)), model=model, output=str(folder)))
     return round(100 * summary.top1_accuracy, 2)
 
 
@@ -98,8 +94,8 @@ def main() -> None:
         demo = DemoConfig(seed=seed, quick=args.quick, progress=False, report_to="jsonl")
         demo_run, folder = args.demo_runs / f"seed-{seed}", args.output / f"seed-{seed}"
         results = json.loads((demo_run / "summary.json").read_text())["results"]
-        warm = str(latest_checkpoint(demo_run / "warmup") / "model")
-        start = Pick(warm, final_dev_accuracy(demo_run / "warmup"), "its start (the warm-up)")
+        start = warm_up_start(demo_run)
+        warm = start.model
         row = {"seed": seed, "sft": round(100 * results["SFT"]["top1"], 2), "reft": round(100 * results["ReFT"]["top1"], 2)}
         online, online_models = online_st_runs(demo, warm, start, folder, args.learning_rates, args.sample_weights)
         chosen = best_on_dev(online)

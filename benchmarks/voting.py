@@ -25,16 +25,14 @@ from pathlib import Path
 import yaml
 
 from reftune import EvalConfig, evaluate, get_task
-from reftune.checkpoint import latest_checkpoint
 from reftune.selection import majority_vote, rerank
-from reftune.stages.demo import Pick, final_dev_accuracy, pick
+from reftune.stages.demo import pick, warm_up_start
 
 
 def demo_models(run: Path) -> dict[str, str]:
     """The three models a demo run's table stands for, picked as the demo picks them (on dev)."""
-    warm = str(latest_checkpoint(run / "warmup") / "model")
-    start = Pick(warm, final_dev_accuracy(run / "warmup"), "its start")
-    return {"warm-up": warm, "SFT": pick(run / "sft", start).model, "ReFT": pick(run / "reft", start).model}
+    start = warm_up_start(run)
+    return {"warm-up": start.model, "SFT": pick(run / "sft", start).model, "ReFT": pick(run / "reft", start).model}
 
 
 def vote_figures(task, rows: list[dict], ks: list[int]) -> dict:

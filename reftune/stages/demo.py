@@ -113,6 +113,12 @@ def final_dev_accuracy(run: Path) -> float:
     return [m["dev_accuracy"] for m in read_metrics(run) if "dev_accuracy" in m][-1]
 
 
+def warm_up_start(demo_folder: Path) -> Pick:
+    """Where the branches of a demo run start: its warm-up's last epoch, with that epoch's dev accuracy."""
+    warm = str(latest_checkpoint(demo_folder / "warmup") / "model")
+    return Pick(warm, final_dev_accuracy(demo_folder / "warmup"), "its start (the warm-up)")
+
+
 def demo(config: DemoConfig) -> dict:
     started = time.perf_counter()
     folder = output_folder(config, "demo")
@@ -205,7 +211,7 @@ def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: 
     say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
     sft(SFTConfig(**sft_options(config, plan), model=warm, epochs=1000, max_steps=steps.sft,
                   eval_every=steps.sft_eval_every, output=str(folder / "sft")))
-    start = Pick(warm, final_dev_accuracy(folder / "warmup"), "its start (the warm-up)")
+    start = warm_up_start(folder)
     picks = {"warm-up": start, "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
     if not config.all_methods:
         return picks
@@ -232,6 +238,13 @@ def self_training_sampling(plan: Plan) -> dict:
     return dict(num_samples=plan.self_training_samples, sample_max_new_tokens=plan.max_new_tokens, sample_batch_size=32)
 
 
+def test_evaluation(config: DemoConfig, plan: Plan) -> dict:
+    """How the demo reads the held-out test split (EvalConfig's fields, less the model and the folder)."""
+    return dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
+                max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
+                report_to="jsonl")
+
+
 def test_picks(config: DemoConfig, plan: Plan, folder: Path, picks: dict[str, Pick],
                verifier_folder: str | None) -> dict[str, dict]:
     """Each picked model's test figures; a model two methods stand for (a branch that kept its start)
@@ -239,10 +252,7 @@ def test_picks(config: DemoConfig, plan: Plan, folder: Path, picks: dict[str, Pi
     first_name: dict[str, str] = {}
     for name, chosen in picks.items():
         first_name.setdefault(chosen.model, name)
-    evaluation = dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
-                      max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
-                      report_to="jsonl")
-    evaluated = evaluate_models({name: model for model, name in first_name.items()}, folder, evaluation,
+    evaluated = evaluate_models({name: model for model, name in first_name.items()}, folder, test_evaluation(config, plan),
                                 plan.vote_samples, verifier_folder, config.vote_temperature)
     return {name: {**evaluated[first_name[chosen.model]], "dev": chosen.dev_accuracy, "chosen": chosen.label}
             for name, chosen in picks.items()}
