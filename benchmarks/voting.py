@@ -14,7 +14,10 @@ samples; any@K: some sample of the first K is right (what a perfect reranker wou
                                 [--verifier runs/verifier/best]
 
 With --verifier, every sample is also scored by the verifier and rerank@K (the answer of the best
-scored of the first K samples) is reported beside vote@K.
+scored of the first K samples) is reported beside vote@K. With --own-verifiers, each model gets a
+verifier of its own instead, trained as `reftune demo --all-methods` trains the warm-up's (from the
+model, on 8 of its own samples per training question) and written under OUTPUT/verifier-<model>:
+does a verifier that knows the reranked model's samples rerank them better than the warm-up's?
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from pathlib import Path
 
 import yaml
 
-from reftune import EvalConfig, evaluate, get_task
+from reftune import EvalConfig, VerifierConfig, evaluate, get_task, verifier
+from reftune.config import DemoConfig
 from reftune.selection import majority_vote, rerank
-from reftune.stages.demo import pick, warm_up_start
+from reftune.stages.demo import make_plan, pick, self_training_sampling, sft_options, warm_up_start
 
 
 def demo_models(run: Path) -> dict[str, str]:
@@ -51,6 +55,21 @@ def vote_figures(task, rows: list[dict], ks: list[int]) -> dict:
     return {name: round(value, 4) for name, value in figures.items()}
 
 
+def own_verifier(run: Path, model: str, folder: Path) -> str:
+    """A verifier trained from `model` on its own samples of the training questions, with the settings
+    `reftune demo --all-methods` gives the warm-up's verifier; returns its best checkpoint."""
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    demo = DemoConfig(**{key: saved[key] for key in ("seed", "task_options", "train_questions", "dev_questions",
+                                                     "max_new_tokens", "self_training_samples", "quick")},
+                      progress=False, report_to="jsonl")
+    plan = make_plan(demo)
+    options = {key: value for key, value in sft_options(demo, plan).items() if key != "learning_rate"}
+    verifier(VerifierConfig(**options, **self_training_sampling(plan), model=model, sampler=model,
+                            dev_samples_per_question=4, learning_rate=demo.verifier_learning_rate,
+                            epochs=plan.verifier_epochs, output=str(folder)))
+    return str(folder / "best")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished `reftune demo` folder")
@@ -58,7 +77,11 @@ def main() -> None:
     parser.add_argument("--k", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--output", default=None, help="where the evaluations go (default: RUN/voting)")
     parser.add_argument("--verifier", help="a verifier folder (`reftune verifier`'s best/): adds rerank@K")
+    parser.add_argument("--own-verifiers", action="store_true",
+                        help="train each model a verifier on its own samples: adds rerank@K by it")
     args = parser.parse_args()
+    if args.verifier and args.own_verifiers:
+        parser.error("--verifier and --own-verifiers: give one (run twice to compare them)")
     run = Path(args.run)
     demo = yaml.safe_load((run / "config.yaml").read_text())
     output = Path(args.output or run / "voting")
@@ -66,15 +89,18 @@ def main() -> None:
     common = dict(task="arithmetic", task_options=demo["task_options"], split="dev", limit=demo["dev_questions"],
                   max_new_tokens=demo["max_new_tokens"], batch_size=32, seed=demo["seed"], progress=False,
                   report_to="jsonl")
-    results = {}
+    results, verifiers = {}, {}  # a branch that kept its start is the same model: one verifier
     for name, model in demo_models(run).items():
         slug = name.lower()
+        if args.own_verifiers and model not in verifiers:
+            verifiers[model] = own_verifier(run, model, output / f"verifier-{slug}")
+        scorer = verifiers[model] if args.own_verifiers else args.verifier
         greedy = evaluate(EvalConfig(**common, model=model, output=str(output / f"{slug}-greedy")))
         sampled = {}
         for temperature in args.temperatures:
             folder = output / f"{slug}-t{temperature}"
             evaluate(EvalConfig(**common, model=model, temperature=temperature, num_samples=max(args.k),
-                                mode="rerank" if args.verifier else "vote", verifier=args.verifier,
+                                mode="rerank" if scorer else "vote", verifier=scorer,
                                 output=str(folder)))
             rows = [json.loads(line) for line in (folder / "dev-samples.jsonl").open()]
             sampled[str(temperature)] = vote_figures(task, rows, args.k)
