@@ -46,7 +46,7 @@ class PolicyWithValueHead(nn.Module):
         return getattr(self.policy, "_no_split_modules", None)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int | None = None,
-                group_size: int = 1) -> tuple[Tensor, Tensor | None]:
+                group_size: int = 1, values_only: bool = False) -> tuple[Tensor, Tensor | None]:
         """input_ids, attention_mask: (B, T). Returns logits (B, T, V) and values (B, T), None
         without a value head.
 
@@ -56,17 +56,21 @@ class PolicyWithValueHead(nn.Module):
 
         With `response_start` P, only the columns from P on: logits (B, T - P, V) and values
         (B, T - P), each prompt run once per `group_size` rows (`response_forward.py`).
+
+        values_only: the value loss reaches the head alone, not the shared backbone (the critic's
+        warm-up, in which the policy must not move).
         """
         with_values = self.value_head is not None
+        head = lambda hidden: self.value_head(hidden.detach() if values_only else hidden).squeeze(-1)  # noqa: E731
         if response_start is not None:
             logits, hidden = response_forward(self.policy, input_ids, attention_mask, response_start,
                                               group_size, with_hidden=with_values)
-            return logits, self.value_head(hidden).squeeze(-1) if with_values else None
+            return logits, head(hidden) if with_values else None
         output = self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                              position_ids=position_ids_from(attention_mask), output_hidden_states=with_values)
         if not with_values:
             return output.logits, None
-        values = self.value_head(output.hidden_states[-1]).squeeze(-1)
+        values = head(output.hidden_states[-1])
         return output.logits, torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], dim=1)
 
     def export(self, tokenizer, folder: str | os.PathLike, weights: dict | None = None) -> None:

@@ -145,6 +145,10 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
     value_head_learning_rate: float | None = None
     """lr of the value head alone; default: learning_rate (the paper). A fresh head on a small model
     learns slowly at a policy's lr, and until it learns, GAE gives early tokens little credit."""
+    critic_warmup_steps: int = 0
+    """The first N steps train the value head alone on their rollouts, and the policy waits (verl's
+    critic_warmup): a fresh head values every state at 0, so GAE gives a response's early tokens
+    almost no credit and whitening pushes them all down until it learns. They count in max_steps."""
     kl_coef: float | None = None
     """beta of the KL penalty; default 0.05 for N-CoT, 0.01 for P-CoT (authors' scripts)."""
     kl_estimator: str = "k1"
@@ -203,6 +207,11 @@ def check_rl_variant(config: RLConfig) -> None:
         raise ReftuneError(f"clip_range_high must be >= 0, got {config.clip_range_high}")
     if config.kl_coef < 0:
         raise ReftuneError(f"kl_coef must be >= 0, got {config.kl_coef}")
+    if config.critic_warmup_steps < 0:
+        raise ReftuneError(f"critic_warmup_steps must be >= 0, got {config.critic_warmup_steps}")
+    if config.critic_warmup_steps and critic_free:
+        raise ReftuneError(f"critic_warmup_steps warms up the value head, and the {config.advantage_estimator} "
+                           f"estimator has none: use it with advantage_estimator gae")
 
 
 @dataclass(kw_only=True)

@@ -60,10 +60,14 @@ def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, prom
 
 
 def ppo_update(accelerator, model, optimizer, trainable, experience: Experience, config,
-               use_values: bool) -> dict:
+               use_values: bool, critic_only: bool = False) -> dict:
     """`config.ppo_epochs` clipped updates, each over all of this process's rows (one minibatch, as
     in the paper), in micro-batches whose partial losses add up to the whole minibatch's loss under
-    config.loss_aggregation. A step whose loss or gradient is not finite is skipped and reported."""
+    config.loss_aggregation. A step whose loss or gradient is not finite is skipped and reported.
+
+    critic_only (the critic's warm-up): the value head alone learns. The policy's loss is counted with
+    weight 0, which gives every other weight a gradient (of zeros) as DDP expects, and those gradients
+    are dropped before the optimizer's step, so AdamW neither decays nor counts a step for them."""
     totals = dict.fromkeys(("policy_loss", "value_loss", "clip_fraction", "clip_fraction_low", "clip_fraction_high",
                             "dual_clip_fraction", "entropy", "kl_loss", "grad_norm"), 0.0)
     totals["skipped_updates"] = 0
@@ -84,13 +88,13 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                 mask = loss_mask[response]
                 weight = float(mask.sum() / num_tokens)  # this micro-batch's share of the minibatch's tokens
                 logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
-                                       start, share)
+                                       start, share, values_only=critic_only)
                 logps = chosen_logps(logits, experience.sequences[response])
                 terms = policy_loss_terms(logps, experience.old_logps[response], experience.advantages[response], mask,
                                           clip_range=config.clip_range, clip_range_high=config.clip_range_high,
                                           dual_clip=config.dual_clip, importance_sampling=config.importance_sampling,
                                           aggregation=config.loss_aggregation, max_response_length=config.max_new_tokens)
-                loss = terms.loss_sum / normaliser
+                loss = terms.loss_sum / normaliser * (0.0 if critic_only else 1.0)
                 if use_values:  # a mean over tokens, weighted like the token-mean policy loss
                     vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
                                          mask, config.value_clip_range)
@@ -110,6 +114,8 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                     totals[name] += float(getattr(terms, name)) * weight * per_epoch
             grad_norm = as_number(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
             all_finite = float(accelerator.reduce(finite, reduction="sum")) == accelerator.num_processes
+            if critic_only:
+                drop_policy_gradients(accelerator.unwrap_model(model), trainable)
             if all_finite and math.isfinite(grad_norm):
                 optimizer.step()
             else:
@@ -117,3 +123,11 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
             optimizer.zero_grad(set_to_none=True)
             totals["grad_norm"] += grad_norm * per_epoch
     return totals
+
+
+def drop_policy_gradients(model, trainable) -> None:
+    """Every trainable weight but the value head's loses its gradient: the optimizer skips it."""
+    head = {id(p) for p in model.value_head.parameters()}
+    for parameter in trainable:
+        if id(parameter) not in head:
+            parameter.grad = None

@@ -110,7 +110,8 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
                                           params.num_samples)
         # 5. ppo_epochs of clipped updates
         with timer(times, "update"):
-            update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values)
+            update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values,
+                                critic_only=step < config.critic_warmup_steps)
 
         # 6. log, evaluate on dev, checkpoint
         shares = SignalCounts.from_tensor(accelerator.reduce(signal.as_tensor(accelerator.device), reduction="sum")).shares()
@@ -118,6 +119,8 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
                                   time.perf_counter() - step_started, use_values), **shares, "epoch": epoch}
         if config.dynamic_sampling:
             metrics["dynamic_sampling_rounds"] = rounds
+        if config.critic_warmup_steps:
+            metrics["critic_warmup"] = int(step < config.critic_warmup_steps)  # the policy waited
         run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}",
                       **({"no_signal": f"{shares['no_signal_group_share']:.0%}"} if params.num_samples > 1 else {}))
         no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])

@@ -1,5 +1,6 @@
 """The RL variants on the loop: every preset runs, dynamic sampling fills a step or stops at its cap,
 and combinations that cannot work are refused in one line."""
+import json
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,29 @@ def test_a_step_without_signal_stops_dynamic_sampling_at_the_cap_and_says_so(tmp
     ({"loss_aggregation": "seq_sum"}, "unknown loss_aggregation"),
     ({"dual_clip": 0.5}, "dual_clip must be > 1"),
     ({"kl_estimator": "k4"}, "unknown kl_estimator"),
+    ({"critic_warmup_steps": -1}, "critic_warmup_steps must be >= 0"),
+    ({"critic_warmup_steps": 2, "advantage_estimator": "group", "num_samples_per_question": 2}, "group estimator has none"),
 ])
 def test_combinations_that_cannot_work_are_refused_in_one_line(options, message):
     with pytest.raises(ReftuneError, match=message):
         RLConfig(**options)
+
+
+def policy_and_head(step_folder: Path) -> tuple[dict, dict]:
+    model = step_folder / "model"
+    return load_file(str(model / "model.safetensors")), load_file(str(model / "value_head.safetensors"))
+
+
+def test_the_critics_warm_up_trains_the_value_head_alone_then_the_policy(tmp_path, warm_tiny):
+    """Two warm-up steps leave every policy weight as the warm-up model had it and move the value
+    head; the third step moves the policy."""
+    rl(RLConfig(**{**SMALL, "max_steps": 3}, model=warm_tiny, critic_warmup_steps=2, keep_checkpoints=3,
+                output=str(tmp_path)))
+    start = load_file(str(Path(warm_tiny) / "model.safetensors"))
+    steps = [policy_and_head(tmp_path / "checkpoints" / f"step-00000{s}") for s in (1, 2, 3)]
+    for policy, _ in steps[:2]:
+        assert all(torch.equal(policy[name], start[name]) for name in start)
+    assert any(not torch.equal(steps[0][1][name], steps[1][1][name]) for name in steps[0][1])
+    assert any(not torch.equal(steps[2][0][name], start[name]) for name in start)
+    flags = [m["critic_warmup"] for m in map(json.loads, (tmp_path / "metrics.jsonl").open()) if "critic_warmup" in m]
+    assert flags == [1, 1, 0]
