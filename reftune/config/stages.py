@@ -252,6 +252,9 @@ class DemoConfig(RunOptions):
     """The ReFT branch's advantages: gae (the paper, value head) or group (no value head)."""
     value_head_learning_rate: float = 3e-3
     """lr of the ReFT branch's value head (a fresh head on a small model learns slowly otherwise)."""
+    critic_warmup_steps: int = 5
+    """With gae: the ReFT branch's first N steps train the value head alone (chosen on dev among 0, 5
+    and 10). They count among rl_steps, so continued SFT's budget is unchanged."""
     num_samples_per_question: int = 4
     """ReFT samples per question per step."""
     questions_per_step: int = 16
@@ -275,6 +278,9 @@ class DemoConfig(RunOptions):
         require_at_least_one(self, "self_training_samples", "train_questions", "dev_questions", "test_questions", "warmup_epochs",
                              "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         require_at_least_one(self, "rl_steps")
+        if not 0 <= self.critic_warmup_steps < self.rl_steps:
+            raise ReftuneError(f"critic_warmup_steps must be >= 0 and below rl_steps ({self.rl_steps}), "
+                               f"got {self.critic_warmup_steps}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ReftuneError(f"max_seconds must be > 0 (got {self.max_seconds}); leave it out for no cap")
         if self.vote_temperature <= 0:

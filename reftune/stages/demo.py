@@ -4,8 +4,9 @@ reinforcement help?".
 1. a base model that knows arithmetic language (pretrained once by reftune, then cached);
 2. warm-up SFT on one gold CoT per training question, for a fixed number of epochs;
 3. two branches from the warm-up's last checkpoint, each given the same compute: ReFT (the RL stage,
-   `rl_steps` steps) and continued SFT (the paper's SFT baseline, the steps that cost the same), each
-   picking on dev among its start and its own checkpoints;
+   `rl_steps` steps, of which the first `critic_warmup_steps` train its fresh value head alone) and
+   continued SFT (the paper's SFT baseline, the steps that cost the same), each picking on dev among
+   its start and its own checkpoints;
 4. greedy top-1 and majority vote of the warm-up and of both branches on held-out test questions;
 5. a report folder: table, plots, example completions, one self-contained HTML page.
 
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
 from reftune.checkpoint import TrainerState, latest_checkpoint
 from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, VerifierConfig
 from reftune.models import TinySpec
@@ -53,6 +55,7 @@ class Plan:
     test_questions: int
     warmup_epochs: int
     rl_steps: int
+    critic_warmup_steps: int
     sft_batch_size: int
     vote_samples: int
     max_new_tokens: int
@@ -65,10 +68,13 @@ def make_plan(config: DemoConfig) -> Plan:
         base = BaseSpec(model=TinySpec(hidden_size=64, num_layers=2), corpus_problems=1500, corpus_statements=3000,
                         steps=150, block_size=128, task_options=config.task_options)
         questions = min(config.train_questions, 64)
-        return Plan(base, questions, min(config.dev_questions, 16), min(config.test_questions, 32), 2,
-                    min(config.rl_steps, 8), min(16, questions), 4, 120, min(config.self_training_samples, 4), 1)
+        rl_steps = min(config.rl_steps, 8)
+        return Plan(base, questions, min(config.dev_questions, 16), min(config.test_questions, 32), 2, rl_steps,
+                    min(config.critic_warmup_steps, rl_steps // 4), min(16, questions), 4, 120,
+                    min(config.self_training_samples, 4), 1)
     return Plan(BaseSpec(task_options=config.task_options), config.train_questions, config.dev_questions,
-                config.test_questions, config.warmup_epochs, config.rl_steps, min(16, config.train_questions),
+                config.test_questions, config.warmup_epochs, config.rl_steps, config.critic_warmup_steps,
+                min(16, config.train_questions),
                 config.vote_samples, config.max_new_tokens, config.self_training_samples, 3)
 
 
@@ -204,9 +210,12 @@ def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: 
     verifier), each on the same compute; returns each method's pick on dev."""
     steps = budgets(config, plan)
     on_policy = on_policy_options(config, plan, warm)
-    say(f"[3/5] ReFT branch: {steps.rl} RL steps from the warm-up checkpoint")
+    critic_warmup = plan.critic_warmup_steps if config.advantage_estimator in VALUE_HEAD_ESTIMATORS else 0
+    say(f"[3/5] ReFT branch: {steps.rl} RL steps from the warm-up checkpoint"
+        + (f", the first {critic_warmup} for the value head alone" if critic_warmup else ""))
     rl(RLConfig(**on_policy, max_steps=steps.rl, learning_rate=config.rl_learning_rate,
                 advantage_estimator=config.advantage_estimator, value_head_learning_rate=config.value_head_learning_rate,
+                critic_warmup_steps=critic_warmup,
                 ppo_epochs=PPO_EPOCHS, output=str(folder / "reft")))
     say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
     sft(SFTConfig(**sft_options(config, plan), model=warm, epochs=1000, max_steps=steps.sft,

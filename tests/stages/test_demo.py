@@ -91,6 +91,21 @@ def test_both_branches_start_from_the_warm_ups_last_epoch(quick_demo):
 
 
 @pytest.mark.slow
+def test_the_reft_branch_warms_up_its_value_head_first(quick_demo):
+    """The quick plan's share of critic warm-up steps (2 of 8), then PPO; refused when it leaves no
+    policy step."""
+    from reftune.config import DemoConfig
+    from reftune.errors import ReftuneError
+    from reftune.tracking import read_metrics
+
+    run, _ = quick_demo
+    flags = [m["critic_warmup"] for m in read_metrics(run / "reft") if "critic_warmup" in m]
+    assert flags == [1, 1] + [0] * 6
+    with pytest.raises(ReftuneError, match="critic_warmup_steps must be >= 0 and below rl_steps"):
+        DemoConfig(rl_steps=5, critic_warmup_steps=5)
+
+
+@pytest.mark.slow
 def test_a_rerun_with_the_same_seed_gives_the_same_table_quietly(quick_demo, tmp_path, demo_cache, capfd):
     """Budgets in work, not seconds: the same seed repeats the demo bit for bit on this machine; the
     console holds one line per stage and the table, and no warning."""
