@@ -11,13 +11,15 @@ warm-up); per method, the setting whose pick scored best on dev is the one read 
 beside the demo's own continued SFT and ReFT on the same test questions:
 
     {"seeds": [{"seed", "sft", "reft", "online_st": {"runs": [{"learning_rate", "sample_weight", "dev",
-      "pick"}, ...], "chosen": {...}, "test_top1"}, "offline_st": {same}}, ...],
+      "pick"}, ...], "chosen": {...}, "test_top1", "wrong_steps"}, "offline_st": {same},
+      "wrong_steps": {"sft", "reft"}}, ...],
      "mean": {"sft", "reft", "online_st", "offline_st"}}            (test top-1 in points)
 
     python benchmarks/self_training.py --demo-runs runs/demo-gap [--seeds 0] [--learning-rates 1e-3 3e-4]
                                       [--sample-weights 0.5 0.8] [--output runs/self-training]
 
-Choices are made on dev only; test is read once per method and seed.
+Choices are made on dev only; test is read once per method and seed. wrong_steps: of a model's right
+greedy test answers, the share whose stated arithmetic is wrong (right for the wrong reasons).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from reftune import EvalConfig, evaluate
 from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig
+from reftune.stages.compare import right_for_wrong_reasons
 from reftune.stages.demo import (Pick, budgets, make_plan, on_policy_options, pick, self_training_sampling,
                                  sft_options, test_evaluation, warm_up_start)
 from reftune.stages.online_st import online_st
@@ -36,9 +39,12 @@ from reftune.stages.pretrain import pretrain_base
 from reftune.stages.sft import sft
 
 
-def test_top1(demo: DemoConfig, model: str, folder: Path) -> float:
-    summary = evaluate(EvalConfig(**test_evaluation(demo, make_plan(demo)), model=model, output=str(folder)))
-    return round(100 * summary.top1_accuracy, 2)
+def test_reading(demo: DemoConfig, model: str, folder: Path) -> dict:
+    """Greedy test top-1 in points, and the share of its right answers whose stated arithmetic is wrong."""
+    evaluation = test_evaluation(demo, make_plan(demo))
+    summary = evaluate(EvalConfig(**evaluation, model=model, output=str(folder)))
+    samples = folder / f"{evaluation['split']}-samples.jsonl"
+    return {"test_top1": round(100 * summary.top1_accuracy, 2), "wrong_steps": right_for_wrong_reasons(evaluation, samples)}
 
 
 def best_on_dev(runs: list[dict]) -> dict:
@@ -96,15 +102,16 @@ def main() -> None:
         results = json.loads((demo_run / "summary.json").read_text())["results"]
         start = warm_up_start(demo_run)
         warm = start.model
-        row = {"seed": seed, "sft": round(100 * results["SFT"]["top1"], 2), "reft": round(100 * results["ReFT"]["top1"], 2)}
+        row = {"seed": seed, "sft": round(100 * results["SFT"]["top1"], 2), "reft": round(100 * results["ReFT"]["top1"], 2),
+               "wrong_steps": {"sft": results["SFT"]["wrong_steps"], "reft": results["ReFT"]["wrong_steps"]}}
         online, online_models = online_st_runs(demo, warm, start, folder, args.learning_rates, args.sample_weights)
         chosen = best_on_dev(online)
         row["online_st"] = {"runs": online, "chosen": chosen,
-                            "test_top1": test_top1(demo, online_models[online.index(chosen)], folder / "online-st-test")}
+                            **test_reading(demo, online_models[online.index(chosen)], folder / "online-st-test")}
         offline, offline_models = offline_st_runs(demo, warm, folder, args.learning_rates)
         chosen = best_on_dev(offline)
         row["offline_st"] = {"runs": offline, "chosen": chosen,
-                             "test_top1": test_top1(demo, offline_models[offline.index(chosen)], folder / "offline-st-test")}
+                             **test_reading(demo, offline_models[offline.index(chosen)], folder / "offline-st-test")}
         seeds.append(row)
     mean = {key: round(statistics.mean(r[key] if key in ("sft", "reft") else r[key]["test_top1"] for r in seeds), 2)
             for key in ("sft", "reft", "online_st", "offline_st")}
