@@ -60,6 +60,16 @@ def reference_policy(policy):
     return reference
 
 
+def variant_metrics(config: RLConfig, step: int, rounds: int) -> dict:
+    """What this step's variant options did: dynamic sampling's extra rounds, and whether the policy
+    waited while the critic warmed up."""
+    metrics = {}
+    if config.dynamic_sampling:
+        metrics["dynamic_sampling_rounds"] = rounds
+    if config.critic_warmup_steps:
+        metrics["critic_warmup"] = int(step < config.critic_warmup_steps)
+    return metrics
+
 def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
     reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
@@ -116,11 +126,8 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
         # 6. log, evaluate on dev, checkpoint
         shares = SignalCounts.from_tensor(accelerator.reduce(signal.as_tensor(accelerator.device), reduction="sum")).shares()
         metrics = {**step_metrics(accelerator, scores, kl, response, experience.values, experience.returns, update, times,
-                                  time.perf_counter() - step_started, use_values), **shares, "epoch": epoch}
-        if config.dynamic_sampling:
-            metrics["dynamic_sampling_rounds"] = rounds
-        if config.critic_warmup_steps:
-            metrics["critic_warmup"] = int(step < config.critic_warmup_steps)  # the policy waited
+                                  time.perf_counter() - step_started, use_values), **shares, "epoch": epoch,
+                   **variant_metrics(config, step, rounds)}
         run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}",
                       **({"no_signal": f"{shares['no_signal_group_share']:.0%}"} if params.num_samples > 1 else {}))
         no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])
