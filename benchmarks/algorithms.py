@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from reftune.config import DemoConfig, RLConfig, SFTConfig
-from reftune.stages.compare import evaluate_models, right_for_wrong_reasons
+from reftune.stages.compare import evaluate_models, evaluation_folder, right_for_wrong_reasons
 from reftune.stages.demo import (PPO_EPOCHS, Pick, make_plan, on_policy_options, pick, sft_options, test_evaluation,
                                  warm_up_start)
 from reftune.stages.pretrain import pretrain_base
@@ -57,14 +57,13 @@ def algorithm_options(name: str | None) -> dict:
 def evaluated(run: Path, name: str, model: str, evaluation: dict, vote_samples: int) -> dict | None:
     """The test figures of an earlier evaluation of `model` in `run`, as evaluate_models gives them,
     or None when there is none."""
-    slug = name.lower().replace(" ", "-")
-    greedy, sampled = (run / "eval" / f"{slug}-{kind}" / "summary.json" for kind in ("greedy", "sampled"))
+    greedy, sampled = (evaluation_folder(run, name, kind) / "summary.json" for kind in ("greedy", "sampled"))
     if not (greedy.exists() and sampled.exists()):
         return None
     greedy, sampled = json.loads(greedy.read_text()), json.loads(sampled.read_text())
     if greedy["model"] != model or sampled["model"] != model:
         return None
-    samples = run / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl"
+    samples = evaluation_folder(run, name, "greedy") / f"{evaluation['split']}-samples.jsonl"
     return {"top1": greedy["top1_accuracy"], "vote": sampled[f"vote@{vote_samples}_accuracy"],
             "wrong_steps": right_for_wrong_reasons(evaluation, samples)}
 

@@ -32,18 +32,22 @@ def model_folder(run: str | Path) -> str:
                        f"(no config.json): did that run finish its first evaluation?")
 
 
+def evaluation_folder(folder: Path, name: str, kind: str) -> Path:
+    """Where evaluate_models writes a model's `kind` ("greedy" or "sampled") evaluation."""
+    return folder / "eval" / f"{name.lower().replace(' ', '-')}-{kind}"
+
+
 def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_samples: int,
                     verifier: str | None, temperature: float = 1.0) -> dict[str, dict]:
     """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]."""
     results = {}
     for name, model in models.items():
-        slug = name.lower().replace(" ", "-")
-        greedy = evaluate(EvalConfig(**evaluation, model=model, output=str(folder / "eval" / f"{slug}-greedy")))
+        greedy = evaluate(EvalConfig(**evaluation, model=model, output=str(evaluation_folder(folder, name, "greedy"))))
         sampled = evaluate(EvalConfig(**evaluation, model=model, temperature=temperature, num_samples=num_samples,
                                       mode="rerank" if verifier else "vote", verifier=verifier,
-                                      output=str(folder / "eval" / f"{slug}-sampled")))
+                                      output=str(evaluation_folder(folder, name, "sampled"))))
         upper_bound = sampled.upper_bound if sampled.upper_bound is not None else sampled.pass_at[num_samples]
-        greedy_samples = folder / "eval" / f"{slug}-greedy" / f"{evaluation['split']}-samples.jsonl"
+        greedy_samples = evaluation_folder(folder, name, "greedy") / f"{evaluation['split']}-samples.jsonl"
         results[name] = {"top1": greedy.top1_accuracy, "vote": sampled.vote_accuracy,
                          "rerank": sampled.rerank_accuracy, "upper_bound": upper_bound,
                          "wrong_steps": right_for_wrong_reasons(evaluation, greedy_samples),

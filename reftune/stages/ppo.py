@@ -65,9 +65,11 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     in the paper), in micro-batches whose partial losses add up to the whole minibatch's loss under
     config.loss_aggregation. A step whose loss or gradient is not finite is skipped and reported.
 
-    critic_only (the critic's warm-up): the value head alone learns. The policy's loss is counted with
-    weight 0, which gives every other weight a gradient (of zeros) as DDP expects, and those gradients
-    are dropped before the optimizer's step, so AdamW neither decays nor counts a step for them."""
+    critic_only (the critic's warm-up): the value head alone learns, from the backbone's detached
+    hidden states, so one process runs no backward pass through the backbone. Across processes the
+    policy's loss is counted with weight 0, which gives every other weight the gradient (of zeros) DDP
+    waits for. Either way those weights' gradients are dropped before the optimizer's step, so AdamW
+    neither decays nor counts a step for them."""
     totals = dict.fromkeys(("policy_loss", "value_loss", "clip_fraction", "clip_fraction_low", "clip_fraction_high",
                             "dual_clip_fraction", "entropy", "kl_loss", "grad_norm"), 0.0)
     totals["skipped_updates"] = 0
@@ -94,7 +96,9 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                                           clip_range=config.clip_range, clip_range_high=config.clip_range_high,
                                           dual_clip=config.dual_clip, importance_sampling=config.importance_sampling,
                                           aggregation=config.loss_aggregation, max_response_length=config.max_new_tokens)
-                loss = terms.loss_sum / normaliser * (0.0 if critic_only else 1.0)
+                loss = terms.loss_sum / normaliser
+                if critic_only:  # nothing reaches the backbone, but DDP must see a gradient for it
+                    loss = loss * 0.0 if accelerator.num_processes > 1 else torch.zeros((), device=loss.device)
                 if use_values:  # a mean over tokens, weighted like the token-mean policy loss
                     vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
                                          mask, config.value_clip_range)
@@ -103,7 +107,8 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                 if config.kl_in == "loss":
                     kl = kl_penalty(logps, experience.ref_logps[response], config.kl_estimator)
                     kl_loss = aggregation.partial_sum(kl, mask, config.max_new_tokens) / normaliser
-                    loss = loss + config.kl_coef * kl_loss
+                    if not critic_only:  # a policy term: the warm-up's policy does not learn
+                        loss = loss + config.kl_coef * kl_loss
                     totals["kl_loss"] += float(kl_loss.detach()) * per_epoch
                 finite *= torch.isfinite(loss.detach()).float()
                 accelerator.backward(loss)

@@ -70,6 +70,7 @@ def variant_metrics(config: RLConfig, step: int, rounds: int) -> dict:
         metrics["critic_warmup"] = int(step < config.critic_warmup_steps)
     return metrics
 
+
 def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
     reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
