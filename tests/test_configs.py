@@ -22,6 +22,15 @@ def test_preset_builds_its_commands_config(preset):
     assert config.task in preset.name
 
 
+@pytest.mark.parametrize("preset", sorted(CONFIGS.glob("rl/reft-*.yaml")), ids=lambda path: path.name)
+def test_every_reft_preset_aggregates_both_losses_as_the_authors_code(preset):
+    from reftune.config import RLConfig
+
+    config = RLConfig(**read_yaml_options(preset, RLConfig))
+    assert config.loss_aggregation == config.value_loss_aggregation == "seq_mean_token_mean"
+    assert "loss_aggregation" in read_yaml_options(preset, RLConfig)  # said in the file, not left to defaults
+
+
 @pytest.mark.parametrize("preset", ACCELERATE_PRESETS, ids=lambda path: path.name)
 def test_accelerate_preset_is_an_accelerate_config_with_a_header(preset):
     from accelerate.commands.config.config_args import ClusterConfig

@@ -54,12 +54,20 @@ def group_advantages(scores: Tensor, response_mask: Tensor, num_samples_per_ques
     scale_by_std), given to every response token.
 
     scores: (B,), with the K = num_samples_per_question samples of a question adjacent.
-    response_mask: (B, T). Returns (B, T). A group with identical scores gets 0 everywhere.
+    response_mask: (B, T). Returns (B, T). A group with identical scores gets exactly 0 everywhere
+    (in float32 the mean of 64 scores of 0.1 is not 0.1, and dividing that rounding by a std of the
+    same size would turn it into an advantage). The std is the unbiased one (divisor K - 1), as in
+    verl, TRL and OpenRLHF.
+
+    >>> [round(a, 4) for a in group_advantages(torch.tensor([1.0, 0.0, 0.1, 0.1]), torch.ones(4, 1), 2).flatten().tolist()]
+    [0.7071, -0.7071, 0.0, 0.0]
     """
     groups = scores.view(-1, num_samples_per_question)
     centred = groups - groups.mean(dim=1, keepdim=True)
     if scale_by_std:
-        centred = centred / (groups.std(dim=1, keepdim=True, unbiased=False) + eps)
+        centred = centred / (groups.std(dim=1, keepdim=True) + eps)
+    uniform = groups.amax(dim=1, keepdim=True) == groups.amin(dim=1, keepdim=True)
+    centred = centred.masked_fill(uniform, 0.0)
     return centred.reshape(-1, 1) * response_mask.to(scores.dtype)
 
 
@@ -134,8 +142,9 @@ def estimate_group(rewards: Tensor, values: Tensor, response_mask: Tensor, *, ga
                    num_samples_per_question: int,
                    sum_across_processes: SumAcrossProcesses | None = None) -> tuple[Tensor, Tensor]:
     """GRPO (Shao et al. 2024, DeepSeekMath; verl `grpo`, OpenRLHF `group_norm`): each row's total
-    reward (B,) centred and scaled by its group's mean and std, on every response token. (B, T) each;
-    returns zeros (no value head)."""
+    reward (B,) centred and scaled by its group's mean and (unbiased) std, on every response token.
+    (B, T) each; returns zeros (no value head)."""
+    require_groups(num_samples_per_question, "group")
     scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question)
     return advantages, torch.zeros_like(advantages)

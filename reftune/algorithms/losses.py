@@ -64,20 +64,33 @@ def sft_loss_sum(logits: Tensor, sequences: Tensor, target_mask: Tensor) -> Tens
 
 def policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor,
                 clip_range: float) -> tuple[Tensor, Tensor]:
-    """PPO's clipped surrogate, as a loss: mean over masked tokens of
+    """PPO's clipped surrogate, as a loss: mean over all masked tokens of
     max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)), ratio = exp(logp - logp_old).
 
     All (B, T). Returns the loss and the fraction of tokens where the clipped term was chosen.
-    The paper's loss; policy_loss_terms has the variants.
+    PPO's textbook loss (token_mean); policy_loss_terms has the variants and the authors' aggregation.
     """
     terms = policy_loss_terms(logps, old_logps, advantages, mask, clip_range=clip_range)
     return terms.loss_sum / token_count(mask), terms.clip_fraction
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip_range: float) -> Tensor:
-    """0.5 * mean over masked tokens of max((V - R)^2, (clip(V, V_old +- eps) - R)^2). All (B, T)."""
+def value_token_losses(values: Tensor, old_values: Tensor, returns: Tensor, clip_range: float) -> Tensor:
+    """PPO's clipped value loss per token, 0.5 * max((V - R)^2, (clip(V, V_old +- eps) - R)^2). All (B, T)."""
     clipped = old_values + (values - old_values).clamp(-clip_range, clip_range)
-    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip_range: float,
+               aggregation: str = "seq_mean_token_mean") -> Tensor:
+    """The clipped value loss of a whole minibatch, its token losses aggregated by the named mode
+    (the ReFT authors' code: each row's mean over its tokens, then the mean over rows). All (B, T).
+
+    >>> rows = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    >>> mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    >>> float(value_loss(rows, rows, torch.zeros(2, 3), mask, 0.2)), float(value_loss(rows, rows, torch.zeros(2, 3), mask, 0.2, "token_mean"))
+    (1.0, 0.5)
+    """
+    return aggregate(value_token_losses(values, old_values, returns, clip_range), mask, aggregation)
 
 
 # KL(policy || reference) estimated per token from tokens sampled from the policy; each (B, T) from
@@ -166,12 +179,15 @@ class LossAggregation:
 
 
 LOSS_AGGREGATIONS = {
-    # mean over all tokens of the minibatch: the paper's PPO, DAPO's token-level loss; verl token-mean
+    # mean over all tokens of the minibatch: DAPO's token-level loss; verl token-mean
     "token_mean": LossAggregation(token_sums, token_count),
-    # mean over rows of each row's token mean: GRPO as DeepSeekMath wrote it; verl seq-mean-token-mean
+    # mean over rows of each row's token mean: the ReFT authors' train_rl_reft.py, for the policy and
+    # the value loss alike (their token-mean lines are commented out); GRPO as DeepSeekMath wrote it;
+    # verl seq-mean-token-mean
     "seq_mean_token_mean": LossAggregation(sequence_token_means, sequence_count),
-    # mean over rows of each row's token sum / a constant: Dr. GRPO; verl seq-mean-token-sum-norm,
-    # TRL loss_type="dr_grpo"
+    # mean over rows of each row's token sum / a constant: Dr. GRPO as its paper writes it and TRL's
+    # loss_type="dr_grpo". verl's seq-mean-token-sum-norm divides by the constant but, in its releases
+    # before loss_scale_factor, not by the number of rows: this one is that divided by the rows.
     "seq_mean_token_sum_norm": LossAggregation(sequence_token_sums_over_constant, sequence_count),
 }
 
@@ -234,7 +250,9 @@ def policy_loss_terms(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask
     dual_clip: c > 1 caps the loss of A < 0 tokens at c * |A|, so a token the policy has made far
     likelier than when sampled cannot push an unbounded update (Ye et al. 2020; verl clip_ratio_c,
     OpenRLHF dual_clip). None: no cap.
-    importance_sampling: token (PPO) or sequence (GSPO); see log_importance_ratio.
+    importance_sampling: token (PPO) or sequence (GSPO); see log_importance_ratio. The sequence ratio
+    is meant for one advantage per row (the group estimators): with GAE's per-token advantages each
+    token's loss would weigh its own advantage by its row's ratio, so RLConfig refuses that pairing.
     aggregation, max_response_length: a LOSS_AGGREGATIONS name and its constant.
     """
     if dual_clip is not None and dual_clip <= 1.0:

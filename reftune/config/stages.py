@@ -124,9 +124,12 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
     """gae (value head, the paper); or, with K >= 2 samples per question and no value head: group
     (GRPO: group mean and std), dr_grpo (group mean, no std), rloo (leave-one-out mean),
     reinforce_baseline (group mean, batch std; REINFORCE++-baseline)."""
-    loss_aggregation: str = "token_mean"
-    """How token losses become the step's loss: token_mean (the paper), seq_mean_token_mean (GRPO),
-    seq_mean_token_sum_norm (Dr. GRPO: token sums over max_new_tokens)."""
+    loss_aggregation: str = "seq_mean_token_mean"
+    """How the policy's token losses become the step's loss: seq_mean_token_mean (each sample's mean
+    over its tokens, then the mean over samples: the ReFT authors' code, and GRPO's), token_mean (the
+    mean over all tokens: DAPO), seq_mean_token_sum_norm (Dr. GRPO: token sums over max_new_tokens)."""
+    value_loss_aggregation: str = "seq_mean_token_mean"
+    """The same for the value loss (with gae): seq_mean_token_mean is the ReFT authors' code."""
     clip_range_high: float | None = None
     """Upper clip of the ratio for positive advantages (DAPO's clip-higher, e.g. 0.28); default clip_range."""
     dual_clip: float | None = None
@@ -190,6 +193,7 @@ def check_rl_variant(config: RLConfig) -> None:
 
     for name, value, table in (("advantage_estimator", config.advantage_estimator, ADVANTAGE_ESTIMATORS),
                                ("loss_aggregation", config.loss_aggregation, LOSS_AGGREGATIONS),
+                               ("value_loss_aggregation", config.value_loss_aggregation, LOSS_AGGREGATIONS),
                                ("importance_sampling", config.importance_sampling, IMPORTANCE_SAMPLING_LEVELS),
                                ("kl_estimator", config.kl_estimator, KL_ESTIMATORS), ("kl_in", config.kl_in, ("reward", "loss"))):
         if value not in table:

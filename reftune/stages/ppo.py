@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from reftune.algorithms.losses import (LOSS_AGGREGATIONS, chosen_logps, entropy_from_logits, kl_penalty, masked_mean,
-                                       policy_loss_terms, token_count, value_loss)
+                                       policy_loss_terms, token_count, value_token_losses)
 from reftune.models import checkpointing_in_eval_mode
 from reftune.response_forward import response_forward, shareable_group_size
 from reftune.sharding import as_number
@@ -77,6 +77,8 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
     loss_mask = experience.response_mask if experience.loss_mask is None else experience.loss_mask
     aggregation = LOSS_AGGREGATIONS[config.loss_aggregation]
     normaliser = aggregation.normaliser(loss_mask[:, P:])
+    value_aggregation = LOSS_AGGREGATIONS[config.value_loss_aggregation]
+    value_normaliser = value_aggregation.normaliser(loss_mask[:, P:])
     num_tokens = token_count(loss_mask)
     chunks = micro_batches(experience.attention_mask, config.micro_batch_size, P)
     share = shareable_group_size(config.micro_batch_size, experience.group_size)
@@ -99,11 +101,12 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                 loss = terms.loss_sum / normaliser
                 if critic_only:  # nothing reaches the backbone, but DDP must see a gradient for it
                     loss = loss * 0.0 if accelerator.num_processes > 1 else torch.zeros((), device=loss.device)
-                if use_values:  # a mean over tokens, weighted like the token-mean policy loss
-                    vf_loss = value_loss(values.float(), experience.values[response], experience.returns[response],
-                                         mask, config.value_clip_range)
-                    loss = loss + config.vf_coef * vf_loss * weight
-                    totals["value_loss"] += float(vf_loss.detach()) * weight * per_epoch
+                if use_values:  # aggregated over the whole minibatch like the policy loss, by its own mode
+                    vf_tokens = value_token_losses(values.float(), experience.values[response],
+                                                   experience.returns[response], config.value_clip_range)
+                    vf_loss = value_aggregation.partial_sum(vf_tokens, mask, config.max_new_tokens) / value_normaliser
+                    loss = loss + config.vf_coef * vf_loss
+                    totals["value_loss"] += float(vf_loss.detach()) * per_epoch
                 if config.kl_in == "loss":
                     kl = kl_penalty(logps, experience.ref_logps[response], config.kl_estimator)
                     kl_loss = aggregation.partial_sum(kl, mask, config.max_new_tokens) / normaliser

@@ -66,7 +66,20 @@ def test_group_advantages_centre_each_group_and_zero_identical_groups():
     assert torch.allclose(out[:3, 0], torch.tensor([1.0, 0.0, 0.1]) - 1.1 / 3)
     assert (out[3:] == 0).all()
     scaled = group_advantages(scores, mask, num_samples_per_question=3)
-    assert torch.allclose(scaled[:3, 0].std(unbiased=False), torch.tensor(1.0), atol=1e-4)
+    assert torch.allclose(scaled[:3, 0].std(), torch.tensor(1.0), atol=1e-4)
+
+
+def test_group_std_is_the_unbiased_one_as_in_verl_trl_and_openrlhf():
+    # K = 2, scores 1 and 0: population std 0.5 gives +-2; the unbiased std (0.707) gives +-1.414
+    out = group_advantages(torch.tensor([1.0, 0.0]), torch.ones(2, 1), num_samples_per_question=2)
+    assert out.flatten().tolist() == pytest.approx([0.7071, -0.7071], abs=1e-4)
+
+
+def test_a_float32_group_of_identical_scores_gets_exactly_zero():
+    scores = torch.full((64,), 0.1, dtype=torch.float32)  # its float32 mean is not exactly 0.1
+    assert float((scores - scores.mean()).abs().max()) > 0
+    assert (group_advantages(scores, torch.ones(64, 3), num_samples_per_question=64) == 0).all()
+    assert (group_advantages(scores, torch.ones(64, 3), 64, scale_by_std=False) == 0).all()
 
 
 def test_token_rewards_put_the_score_on_the_last_response_token():

@@ -77,7 +77,7 @@ def test_dr_grpo_divides_by_no_std():
     assert advantages[:, 0].tolist() == pytest.approx([5.0, -5.0, 0.1, -0.1])
     grpo, _ = ADVANTAGE_ESTIMATORS["group"](scores[:, None], torch.zeros(4, 1), torch.ones(4, 1),
                                             gamma=1.0, lam=1.0, num_samples_per_question=2)
-    assert grpo[:, 0].tolist() == pytest.approx([1.0, -1.0, 1.0, -1.0], abs=1e-4)
+    assert grpo[:, 0].tolist() == pytest.approx([2 ** -0.5, -2 ** -0.5] * 2, abs=1e-4)  # unbiased std
 
 
 def test_reinforce_baseline_scales_by_the_batch_not_the_group():

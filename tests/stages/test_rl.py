@@ -111,6 +111,43 @@ def test_a_non_finite_loss_skips_the_update(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+class FixedOutputs(torch.nn.Module):
+    """A stand-in policy with a value head: uniform logits over 4 tokens and values of 0 on every
+    response column, so each token's policy loss is -advantage and its value loss 0.5 * return^2."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, sequences, attention_mask, response_start, group_size=1, values_only=False):
+        shape = (sequences.size(0), sequences.size(1) - response_start)
+        return torch.zeros(*shape, 4) + self.bias, torch.zeros(shape) + self.bias
+
+
+@pytest.mark.parametrize("aggregation, expected", [(None, 2.0), ("token_mean", 1.0)],
+                         ids=["defaults", "token_mean"])
+def test_the_defaults_aggregate_both_losses_as_the_authors_code(aggregation, expected):
+    """Rows of 1 and 3 response tokens with token losses [4] and [0, 0, 0]: the ReFT authors' code
+    averages each row over its tokens, then the rows (2.0); a mean over all tokens gives 1.0."""
+    from reftune.stages.common import build_accelerator
+    from reftune.stages.ppo import Experience, ppo_update
+
+    response = torch.tensor([[0, 1, 0, 0], [0, 1, 1, 1]])
+    uniform = torch.full((2, 4), -float(torch.log(torch.tensor(4.0)))) * response  # old log-probs: ratio 1
+    advantages = torch.tensor([[0, -4.0, 0, 0], [0, 0, 0, 0]])
+    returns = torch.tensor([[0, 8 ** 0.5, 0, 0], [0, 0, 0, 0]])  # 0.5 * (0 - sqrt 8)^2 = 4
+    zeros = torch.zeros(2, 4)
+    experience = Experience(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long), response,
+                            uniform, uniform, zeros, advantages, returns, prompt_length=1)
+    chosen = {} if aggregation is None else {"loss_aggregation": aggregation, "value_loss_aggregation": aggregation}
+    config = RLConfig(micro_batch_size=1, ppo_epochs=1, **chosen)
+    model = FixedOutputs()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    update = ppo_update(build_accelerator(), model, optimizer, list(model.parameters()), experience, config, True)
+    assert update["policy_loss"] == pytest.approx(expected)
+    assert update["value_loss"] == pytest.approx(expected)
+
+
 def sample_accuracy(model: str, output) -> float:
     from reftune.config import EvalConfig
     from reftune.stages.evaluate import evaluate
