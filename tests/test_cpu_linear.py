@@ -114,3 +114,28 @@ def test_the_probe_is_asked_once_per_machine_and_its_answer_kept(tmp_path, monke
     cpu_linear.machine_prefers_onednn.cache_clear()
     assert cpu_linear.wanted() == (not first)
     cpu_linear.machine_prefers_onednn.cache_clear()
+
+
+def test_a_busy_moment_during_the_probe_does_not_decide(monkeypatch):
+    """Each shape's first spell sees oneDNN slowed by load elsewhere; the later spells decide."""
+    if not cpu_linear.onednn_available():
+        pytest.skip("this torch build has no oneDNN linear op")
+    calls = []
+
+    def spell(first, second, rounds):
+        calls.append(rounds)
+        return (5.0, 1.0) if len(calls) in (1, 6) else (0.5, 1.0)  # oneDNN's time, MKL's time
+
+    monkeypatch.setattr(cpu_linear, "alternating_best_times", spell)
+    probe = cpu_linear.onednn_is_faster.__wrapped__
+    assert probe(trials=5, pause=0) is True and len(calls) == 10
+    calls.clear()
+    assert probe(trials=1, pause=0) is False  # one spell alone would have been fooled
+
+
+def test_the_chosen_path_says_what_decided(monkeypatch):
+    monkeypatch.setenv(cpu_linear.ENV_VARIABLE, "torch")
+    assert cpu_linear.chosen_path() == "torch (REFTUNE_CPU_LINEAR=torch)"
+    monkeypatch.setenv(cpu_linear.ENV_VARIABLE, "auto")
+    monkeypatch.setattr(cpu_linear, "machine_prefers_onednn", lambda: True)
+    assert cpu_linear.chosen_path() == "onednn (this machine's probe)"

@@ -14,6 +14,7 @@ import torch
 
 from reftune import __version__
 from reftune.config import parse_task_options
+from reftune.cpu_linear import chosen_path
 from reftune.errors import ReftuneError
 from reftune.models import TinySpec, load_policy, tokenizer_of
 from reftune.options import config_to_yaml
@@ -61,8 +62,15 @@ def output_folder(config, stage: str, resume: bool = False, main: bool = True) -
                            + (" or add --resume to continue it" if made_by == stage else ""))
     if not resume:
         write_atomically(record, json.dumps({"stage": stage, "reftune": __version__,
-                                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+                                             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                             **kernel_record()}, indent=1))
     return folder
+
+
+def kernel_record() -> dict:
+    """Which kernels the CPU linear layers use here (the two paths agree only to fp32 rounding, so a
+    run repeats exactly only on the same one); nothing on a GPU machine."""
+    return {} if torch.cuda.is_available() else {"cpu_linear": chosen_path()}
 
 
 def announce(stage: str, config, folder: Path, note: str = "") -> None:

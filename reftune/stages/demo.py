@@ -29,9 +29,11 @@ from pathlib import Path
 from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
 from reftune.checkpoint import TrainerState, latest_checkpoint
 from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, VerifierConfig
+from reftune.cpu_linear import chosen_path
 from reftune.models import TinySpec
 from reftune.options import config_to_yaml
 from reftune.report import bar_chart, branch_plots, example_completions, markdown_table, write_html
+from reftune.selection import certainty, paired_difference
 from reftune.stages.common import announce, output_folder, release_lock, write_atomically
 from reftune.stages.compare import evaluate_models
 from reftune.stages.online_st import online_st
@@ -129,6 +131,8 @@ def demo(config: DemoConfig) -> dict:
     started = time.perf_counter()
     folder = output_folder(config, "demo")
     announce("demo", config, folder)
+    say(f"CPU linear layers: {chosen_path()}; REFTUNE_CPU_LINEAR=torch or onednn chooses (the two agree to fp32 "
+        f"rounding, so each gives its own run)")
     plan = make_plan(config)
 
     # 1. the base model
@@ -277,8 +281,10 @@ def write_report(config: DemoConfig, plan: Plan, folder: Path, results: dict[str
         headers.insert(3, f"test rerank@{k}")
         for row, r in zip(rows, results.values()):
             row.insert(3, pct(r["rerank"]))
-    gap = results["ReFT"]["top1"] - results["SFT"]["top1"]
-    verdict = (f"ReFT minus continued SFT: {100 * gap:+.1f} points of test top-1, each given the same compute "
+    gap, low, high = paired_difference(greedy_correct(results["ReFT"]), greedy_correct(results["SFT"]))
+    sure = certainty(low, high)
+    verdict = (f"ReFT minus continued SFT: {100 * gap:+.1f} points of test top-1 (95% interval {100 * low:+.1f} to "
+               f"{100 * high:+.1f} over the same {plan.test_questions} questions: {sure}), each given the same compute "
                f"after the warm-up ({plan.rl_steps} RL steps)" + (" (--quick: a smoke run, no claim)" if config.quick else ""))
     plots = branch_plots(folder, {name: folder / run for name, run in
                                   [("warm-up", "warmup"), ("SFT", "sft"), ("ReFT", "reft"), ("Offline-ST", "offline-st"),
@@ -288,8 +294,9 @@ def write_report(config: DemoConfig, plan: Plan, folder: Path, results: dict[str
                                   {name: {"top-1": r["top1"], f"vote@{k}": r["vote"], f"rerank@{k}": r["rerank"]}
                                    for name, r in results.items()}))
     examples = {name: example_completions(Path(results[name]["greedy_samples"])) for name in ("SFT", "ReFT")}
-    summary = {"results": results, "gap_top1": gap, "seconds": seconds, "quick": config.quick,
-               "base_model": base, "verdict": verdict}
+    summary = {"results": results, "gap_top1": gap, "gap_interval": [low, high], "certainty": sure.split(":")[0],
+               "seconds": seconds, "quick": config.quick, "base_model": base, "cpu_linear": chosen_path(),
+               "verdict": verdict}
     write_atomically(folder / "summary.json", json.dumps(summary, indent=1))
     table = markdown_table(headers, rows)
     note = (f"dev top-1 on {plan.dev_questions} questions: the warm-up's at its last epoch; each branch's at "
@@ -301,6 +308,13 @@ def write_report(config: DemoConfig, plan: Plan, folder: Path, results: dict[str
                         config_to_yaml(config))
     print(f"\n{table}\n{note}.\n\n{verdict}.\nReport: {report}  (wall time {seconds} s)", flush=True)
     return summary
+
+
+def greedy_correct(result: dict) -> list[bool]:
+    """Whether each test question's greedy answer was right, in question order (the evaluation's
+    samples file)."""
+    rows = [json.loads(line) for line in Path(result["greedy_samples"]).read_text().splitlines() if line.strip()]
+    return [row["correct"][0] for row in sorted(rows, key=lambda row: row["id"])]
 
 
 def pct(value: float | None) -> str:
