@@ -73,7 +73,7 @@ def rl_step(args, checkpointing: bool) -> dict:
     started, times = time.perf_counter(), {}
     params = config.sampling_params(1)
     scored = sample_and_score(task, model, policy.tokenizer, questions, params, times)
-    ref_logps = reference_logps(policy.model, reference, scored.rollout, config.micro_batch_size, 1)
+    ref_logps = reference_logps(policy.model, reference, scored.rollout, config.micro_batch_size, 1, config.temperature)
     experience, _ = build_experience(config, scored.rollout, scored.scores, ref_logps, True, lambda total: total, 1)
     before_update_mb, update_started = peak_mb(), time.perf_counter()
     ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values=True)

@@ -93,6 +93,20 @@ def test_reference_pass_fills_the_response_columns_only(tiny_policy, rollout):
         assert torch.allclose(reference[mask], rollout.old_logps[mask], atol=1e-4)  # the sampler's own log-probs
 
 
+def test_at_another_temperature_the_reference_pass_gives_the_samplers_tempered_log_probs(tiny_policy):
+    """RL at temperature 0.7: the reference (here the sampler itself) scores the tokens as they were
+    drawn, so the KL starts at 0 and PPO's first ratio is 1."""
+    tempered = sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS,
+                      SamplingParams(temperature=0.7, max_new_tokens=12, num_samples=3), torch.Generator().manual_seed(0))
+    mask = tempered.response_mask.bool()
+    reference = reference_forward(tiny_policy.model, tempered.sequences, tempered.attention_mask,
+                                  tempered.prompt_length, 3, 3, temperature=0.7)
+    assert torch.allclose(reference[mask], tempered.old_logps[mask], atol=1e-4)
+    untempered = reference_forward(tiny_policy.model, tempered.sequences, tempered.attention_mask,
+                                   tempered.prompt_length, 3, 3)
+    assert not torch.allclose(untempered[mask], tempered.old_logps[mask], atol=1e-2)
+
+
 def test_preallocated_cache_decodes_like_the_plain_forward(tiny_policy):
     model = tiny_policy.model
     ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16, 17, 18]])

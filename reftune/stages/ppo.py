@@ -48,14 +48,15 @@ def micro_batches(attention_mask: Tensor, size: int, prompt_length: int) -> list
 
 @torch.no_grad()
 def reference_forward(reference, sequences: Tensor, attention_mask: Tensor, prompt_length: int,
-                      micro_batch_size: int, group_size: int = 1) -> Tensor:
-    """Token log-probs under the reference policy (a causal LM): (N, L), 0 on the prompt columns."""
+                      micro_batch_size: int, group_size: int = 1, temperature: float = 1.0) -> Tensor:
+    """Token log-probs under the reference policy (a causal LM) at the sampling temperature: (N, L),
+    0 on the prompt columns."""
     logps = torch.zeros(sequences.shape, device=sequences.device)
     share = shareable_group_size(micro_batch_size, group_size)
     for rows, columns, start in micro_batches(attention_mask, micro_batch_size, prompt_length):
         logits, _ = response_forward(reference, sequences[rows, columns], attention_mask[rows, columns], start, share)
         response = slice(prompt_length, columns.stop)
-        logps[rows, response] = chosen_logps(logits, sequences[rows, response])
+        logps[rows, response] = chosen_logps(logits / temperature, sequences[rows, response])
     return logps
 
 
@@ -93,6 +94,9 @@ def ppo_update(accelerator, model, optimizer, trainable, experience: Experience,
                 weight = float(mask.sum() / num_tokens)  # this micro-batch's share of the minibatch's tokens
                 logits, values = model(experience.sequences[rows, cols], experience.attention_mask[rows, cols],
                                        start, share, values_only=critic_only)
+                # the policy the samples came from: its logits at the sampling temperature (as verl's
+                # actor divides them), so the first epoch's ratio is 1 and the KL compares like with like
+                logits = logits / config.temperature
                 logps = chosen_logps(logits, experience.sequences[response])
                 terms = policy_loss_terms(logps, experience.old_logps[response], experience.advantages[response], mask,
                                           clip_range=config.clip_range, clip_range_high=config.clip_range_high,

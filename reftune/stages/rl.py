@@ -115,7 +115,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
         response = rollout.response_mask
         with timer(times, "reference"):
             ref_logps = reference_logps(unwrapped.policy, reference, rollout, config.micro_batch_size,
-                                        params.num_samples)
+                                        params.num_samples, params.temperature)
         # 4. token rewards = terminal score - beta * KL; advantages and returns
         experience, kl = build_experience(config, rollout, scores, ref_logps, use_values, sum_across_processes,
                                           params.num_samples)
@@ -276,10 +276,11 @@ def parameter_groups(model: PolicyWithValueHead, trainable: list, config: RLConf
     return [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}]
 
 
-def reference_logps(policy, reference, rollout, micro_batch_size: int, group_size: int) -> torch.Tensor:
-    """Token log-probs of the rollout under the frozen warm-up model: (N, L), 0 on prompt columns.
-    With LoRA (reference None), the policy with its adapters switched off."""
-    layout = (rollout.prompt_length, micro_batch_size, group_size)
+def reference_logps(policy, reference, rollout, micro_batch_size: int, group_size: int,
+                    temperature: float) -> torch.Tensor:
+    """Token log-probs of the rollout under the frozen warm-up model at the sampling temperature:
+    (N, L), 0 on prompt columns. With LoRA (reference None), the policy with its adapters switched off."""
+    layout = (rollout.prompt_length, micro_batch_size, group_size, temperature)
     if reference is None:
         with policy.disable_adapter():
             return reference_forward(policy, rollout.sequences, rollout.attention_mask, *layout)

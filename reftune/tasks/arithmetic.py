@@ -85,7 +85,7 @@ class ArithmeticConfig:
     """Largest amount in a sentence (group counts stay <= 9)."""
     group_probability: float = 0.4
     """Chance that an event comes in groups ("3 bags with 5 apples in each")."""
-    sizes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "dev": 200, "test": 500})
+    sizes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "dev": 1000, "test": 2000})
     """Number of problems per split."""
 
     def __post_init__(self):

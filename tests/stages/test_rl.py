@@ -111,6 +111,29 @@ def test_a_non_finite_loss_skips_the_update(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_at_another_temperature_the_first_update_sees_a_ratio_of_one(tiny_policy):
+    """Samples drawn at temperature 0.5 are scored by the update at that temperature too: before any
+    step the new and old log-probs agree, so nothing is clipped."""
+    from reftune.heads import PolicyWithValueHead
+    from reftune.rollout import SamplingParams, sample
+    from reftune.stages.common import build_accelerator
+    from reftune.stages.ppo import Experience, ppo_update
+
+    model = PolicyWithValueHead(tiny_policy.model)
+    rollout = sample(tiny_policy.model, tiny_policy.tokenizer, ["1 + 2 =", "3 * 4 ="],
+                     SamplingParams(temperature=0.5, max_new_tokens=10, num_samples=2), torch.Generator().manual_seed(0),
+                     value_head=model.value_head)
+    response = rollout.response_mask
+    advantages = torch.randn(response.shape, generator=torch.Generator().manual_seed(1)) * response
+    experience = Experience(rollout.sequences, rollout.attention_mask, response, rollout.old_logps, rollout.old_logps,
+                            rollout.values, advantages, rollout.values, rollout.prompt_length)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    for temperature, clipped in ((0.5, False), (1.0, True)):
+        config = RLConfig(micro_batch_size=4, ppo_epochs=1, temperature=temperature, clip_range=0.01)
+        update = ppo_update(build_accelerator(), model, optimizer, list(model.parameters()), experience, config, True)
+        assert (update["clip_fraction"] > 0) == clipped
+
+
 class FixedOutputs(torch.nn.Module):
     """A stand-in policy with a value head: uniform logits over 4 tokens and values of 0 on every
     response column, so each token's policy loss is -advantage and its value loss 0.5 * return^2."""
