@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the task that reads the answers (default: the run's config.yaml, else the ids' prefix)")
     parser.add_argument("--style", choices=STYLES,
                         help="the CoT style (default: config.yaml, else guessed from the CoTs)")
+    parser.add_argument("--include-failing", action="store_true",
+                        help="Export also the kept CoTs that fail the check (a wrong answer or step, a program "
+                             "that fails or runs too long); by default they are left out and counted")
 
 
 def check_port(port: int) -> None:
@@ -58,7 +61,7 @@ def command_review(args: argparse.Namespace) -> int:
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        session = Session(load_collection(args.paths, task=args.task, style=args.style))
+        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130
