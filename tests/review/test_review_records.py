@@ -189,3 +189,10 @@ def test_rollout_rows_as_the_rl_stage_writes_them_get_their_vote_counted(tmp_pat
     record = load_collection([path]).records[0]
     assert (record.vote, record.vote_correct, record.outcome) == (4.0, True, "correct")
     assert [s.finished for s in record.samples] == [True] * 6
+
+
+def test_an_unterminated_string_is_described_in_plain_words(tmp_path):
+    rows = python_rows()[:2]
+    path = write_jsonl(tmp_path / "test-samples.jsonl", rows, bad_line='{"id": "svamp_9", "question": "cut')
+    error = load_collection([path]).records[2].error
+    assert "Unterminated string starting at column" in error and "at at" not in error
