@@ -270,7 +270,8 @@ def test_a_kept_cot_that_fails_the_check_is_shown_before_export_and_left_out(bro
         press_on(page, 0, "a")
         warning = card(page, 0).locator(".failing-warning")
         warning.wait_for()
-        assert "accepted, but fails the check (wrong answer): Export leaves it out" in " ".join(warning.inner_text().split())
+        shown = " ".join(warning.inner_text().split())
+        assert "accepted, but fails the check (wrong answer): Export leaves it out" in shown
         assert page.locator("#failing").inner_text() == "1 kept CoT fails the check: Export leaves it out"
         page.locator("#failing").click()
         page.wait_for_url(re.compile(r"filter=failing"))
