@@ -76,6 +76,8 @@ def find_inputs(path: str | Path) -> list[InputFile]:
         raise ReftuneError(f"{path} does not exist: give {WHAT_IT_READS}")
     if path.is_dir():
         return folder_inputs(path)
+    if not path.is_file():  # a device such as /dev/zero, or a pipe: reading it could never end
+        raise ReftuneError(f"{path} is neither a file nor a folder: give {WHAT_IT_READS}")
     if path.name.endswith(JOURNAL_SUFFIX):
         raise ReftuneError(f"{path} is a review journal: give the data file beside it instead")
     return [InputFile(file_kind(path), path)]

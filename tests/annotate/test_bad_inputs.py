@@ -123,6 +123,8 @@ def test_a_prompt_file_that_is_missing_or_holds_no_examples(tmp_path, capsys, ar
     prose.write_text("Solve these carefully, please.")
     err = run_annotate(capsys, *model_args(data, tmp_path / "out", fake_endpoint.url, "--prompt-file", prose))
     assert "holds no 'Question:' / 'Answer reasoning:' examples" in err
+    err = run_annotate(capsys, *model_args(data, tmp_path / "out", fake_endpoint.url, "--prompt-file", "/dev/zero"))
+    assert "--prompt-file /dev/zero is not a file" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -75,6 +75,11 @@ def test_a_missing_path_is_one_clear_error(tmp_path):
         find_inputs(tmp_path / "nope.jsonl")
 
 
+def test_a_device_is_one_clear_error_not_an_endless_read():
+    with pytest.raises(ReftuneError, match="/dev/zero is neither a file nor a folder"):
+        find_inputs("/dev/zero")
+
+
 def test_a_folder_without_inputs_is_one_clear_error(tmp_path):
     with pytest.raises(ReftuneError, match="holds nothing to review"):
         find_inputs(tmp_path)
