@@ -2,7 +2,7 @@
 the charts, two runs compared. Routes call these; these call the session."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from markupsafe import Markup
 from pygments import highlight
@@ -106,6 +106,9 @@ def list_page(session: Session, query: Query) -> dict:
 def sample_view(session: Session, record: Record, number: int) -> SampleView:
     task = session.collection.tasks[record.source]
     sample, review = record.samples[number], session.state.review(record.index, number)
+    if review.edited and not review.status:  # an edit journaled without its re-check: checked as Export does
+        checked = session.edit_verdict(record, number, review)
+        review = replace(review, status=checked.status, answer=checked.answer, detail=checked.detail)
     reward = sample.reward
     if review.edited and reward is not None:
         reward = score_answer(task, review.answer, record.gold)

@@ -8,6 +8,7 @@ from collections import OrderedDict, defaultdict
 from reftune.errors import ReftuneError
 from reftune.review.checking import TRAINING_ORIGINS, check_cots
 from reftune.review.export import ExportCounts, KeptSample, decision_rows, export_paths, export_source, exported
+from reftune.review.journal import SampleReview
 from reftune.review.query import MARK_FILTERS, Query, build_index, select
 from reftune.review.records import Collection, Record
 from reftune.review.state import ReviewState
@@ -59,7 +60,7 @@ class Session:
             if key in self._matches:
                 self._matches.move_to_end(key)
                 return self._matches[key]
-        failing = self.failing_records() if query.filter in MARK_FILTERS or query.filter == "unreviewed" else set()
+        failing = self.failing_records() if query.filter == "failing" else set()
         found = select(self.index, query, lambda index: self.marks(index, failing))
         with self._lock:
             self._matches[key] = found
@@ -115,7 +116,7 @@ class Session:
                 kept.append(KeptSample(record, number, record.samples[number].text, as_written[index][number]))
         return kept
 
-    def edit_verdict(self, record: Record, number: int, review) -> Verdict:
+    def edit_verdict(self, record: Record, number: int, review: SampleReview) -> Verdict:
         """The journaled re-check of an edit; an edit journaled without one is checked now."""
         if review.status:
             return Verdict(review.status, review.answer, review.detail)
