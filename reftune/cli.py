@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from reftune.errors import ReftuneError
 
@@ -17,6 +18,8 @@ def check_gold(task_name: str, style: str, split: str, data: str | None, limit: 
     from reftune.tasks import get_task
     from reftune.verification import VERDICT_STATUSES, verify_cots
 
+    if limit is not None and limit < 1:
+        raise ReftuneError(f"--limit must be at least 1 (leave it out for all examples), got {limit}")
     task = get_task(task_name, style=style)
     started = time.perf_counter()
     examples = task.load(split, data)[:limit]
@@ -24,7 +27,7 @@ def check_gold(task_name: str, style: str, split: str, data: str | None, limit: 
     verdicts = verify_cots(task, [task.target(e) for e in with_cot], [e.answer for e in with_cot])
     counts = {status: sum(v.status == status for v in verdicts) for status in VERDICT_STATUSES}
     return {
-        "task": task_name, "style": style, "split": split, "examples": len(examples),
+        "task": task_name, "style": style, "split": split, "source": data_label(split, data), "examples": len(examples),
         "with_cot": len(with_cot), "gold_cot_correct": counts["correct"],
         "counts": {status: count for status, count in counts.items() if count},
         "not_correct": [{"id": e.id, "status": v.status, "detail": v.detail}
@@ -33,9 +36,17 @@ def check_gold(task_name: str, style: str, split: str, data: str | None, limit: 
     }
 
 
+def data_label(split: str, data: str | None) -> str:
+    """What the data is called in check's line: the file's name when --data names a file (its split is
+    whatever the file holds), else the split read from the folder, the built-in data or the hub."""
+    if data is not None and Path(data).expanduser().is_file():
+        return Path(data).name
+    return split
+
+
 def print_check(result: dict) -> None:
     counts = ", ".join(f"{count} {status}" for status, count in result["counts"].items())
-    print(f"{result['task']} ({result['style']}, {result['split']}): {result['examples']} examples, "
+    print(f"{result['task']} ({result['style']}, {result['source']}): {result['examples']} examples, "
           f"{result['with_cot']} with a gold CoT: {counts or 'nothing to verify'} ({result['seconds']} s)")
     for bad in result["not_correct"]:
         print(f"  {bad['id']}: {bad['status']}: {bad['detail']}")

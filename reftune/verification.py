@@ -9,6 +9,8 @@ that does not parse as arithmetic is skipped, so prose never raises a false alar
 [StepError(line=1, text='4 - 2 + 3 = 1', stated=1.0, computed=5.0)]
 >>> step_errors("Natalia sold 48/2 = <<48/2=24>>24 clips. 100/3 = 33.33 each. 20% * 50 = 10 left.")
 []
+>>> describe_step_error(step_errors("Each gets 10 / 0 = 5 apples.")[0])
+'line 1: 10 / 0 = 5 (divides by zero)'
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ class StepError:
     line: int  # 1-based line of the CoT where the step stands
     text: str  # the step as written, e.g. "( ( 4.0 - 2.0 ) + 3.0 ) gives 1" or "<<48/2=25>>"
     stated: float  # the value the CoT states
-    computed: float  # what the stated arithmetic gives
+    computed: float  # what the stated arithmetic gives; NaN where it divides by zero
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def _wrong_answer_detail(task, answer, gold) -> str:
 
 def describe_step_error(error: StepError, more: int = 0) -> str:
     """'line 3: 4 - 2 + 3 = 1 (is 5)', plus how many more wrong steps follow."""
-    text = f"line {error.line}: {error.text} (is {format_number(round(error.computed, 6))})"
+    result = "divides by zero" if math.isnan(error.computed) else f"is {format_number(round(error.computed, 6))}"
+    text = f"line {error.line}: {error.text} ({result})"
     return text + (f"; {more} more wrong step{'s' if more > 1 else ''}" if more else "")
 
 
@@ -141,9 +144,15 @@ def step_errors(cot: str) -> list[StepError]:
         found = _note_errors(number, line) + _computing_errors(number, line)
         found += _equation_errors(number, _NOTE.sub("", line))
         for error in found:
-            if not any((e.line, e.stated, e.computed) == (error.line, error.stated, error.computed) for e in errors):
+            if not any(_same_step(e, error) for e in errors):
                 errors.append(error)
     return errors
+
+
+def _same_step(a: StepError, b: StepError) -> bool:
+    """The same line stating the same value for the same result (NaN, a division by zero, equal to itself)."""
+    same_result = a.computed == b.computed or (math.isnan(a.computed) and math.isnan(b.computed))
+    return a.line == b.line and a.stated == b.stated and same_result
 
 
 def _note_errors(line_number: int, line: str) -> list[StepError]:
@@ -173,6 +182,8 @@ def _check_step(line_number: int, text: str, expression: str, stated_text: str) 
         return None
     computed = _evaluate_readings(tokens)
     stated = _number_value(stated_tokens[0].text, percent_as_fraction=False)
+    if _divides_by_zero(computed):
+        return StepError(line_number, text.strip(), stated, math.nan)
     if not computed or _matches(stated_tokens[0].text, computed):
         return None
     return StepError(line_number, text.strip(), stated, computed[0])
@@ -196,13 +207,21 @@ def _equation_errors(line_number: int, line: str) -> list[StepError]:
         computed = _evaluate_readings(left.tokens)
         if right.neighbour is not None and right.neighbour.text.lower() in ("cent", "cents"):
             computed += [value * 100 for value in computed]  # "$1 / 2 = 50 cents"
-        stated = _evaluate_readings(right.tokens)
-        if not computed or not stated or _right_side_agrees(right.tokens, computed):
+        stated = [value for value in _evaluate_readings(right.tokens) if not math.isnan(value)]
+        if not stated:
             continue
+        if not _divides_by_zero(computed):
+            if not computed or _right_side_agrees(right.tokens, computed):
+                continue
         start = offset - 1 - len(segments[index]) + left.tokens[0].start
         end = offset + right.tokens[-1].end
         errors.append(StepError(line_number, line[start:end].strip(), stated[0], computed[0]))
     return errors
+
+
+def _divides_by_zero(readings: list[float]) -> bool:
+    """Every reading of the arithmetic divides by zero: no value makes such a step right."""
+    return bool(readings) and all(math.isnan(value) for value in readings)
 
 
 def _right_side_agrees(right: list[_Token], computed: list[float]) -> bool:
@@ -297,16 +316,18 @@ def _continues_unread(text: str, run: list[_Token], neighbour: _Token | None, fr
 def _evaluate_readings(tokens: list[_Token]) -> list[float]:
     """The values an expression may mean, the first the likeliest: "20%" read as 0.2 and as 20 (people
     write "100 - 20% = 80%"), an unspaced "1/5" as one number and as a plain division ("28 / 1/5" is
-    140, a calculator's "500/1/10" is 50); [] when it cannot be computed."""
+    140, a calculator's "500/1/10" is 50); [] when it cannot be computed. A reading that divides by
+    zero is NaN, kept only when every reading does (see _divides_by_zero)."""
     values = []
     has_fraction = any(token.kind == "fraction" for token in tokens)
     has_percent = any(token.text.endswith("%") for token in tokens)
     for fractions_bind in (True, False) if has_fraction else (True,):
         for percent_as_fraction in (True, False) if has_percent else (True,):
             value = _parse(tokens, percent_as_fraction, fractions_bind)
-            if value is not None and value not in values:
+            if value is not None and not any(value == v or (math.isnan(value) and math.isnan(v)) for v in values):
                 values.append(value)
-    return values
+    finite = [value for value in values if not math.isnan(value)]
+    return finite or values
 
 
 def _number_value(text: str, percent_as_fraction: bool) -> float:
@@ -316,10 +337,11 @@ def _number_value(text: str, percent_as_fraction: bool) -> float:
 
 def _parse(tokens: list[_Token], percent_as_fraction: bool, fractions_bind: bool) -> float | None:
     """Evaluate + - * / with parentheses and unary minus by recursive descent; None when the tokens
-    are not one whole expression, divide by zero, or overflow."""
+    are not one whole expression or overflow, NaN when they divide by zero."""
     if not fractions_bind:
         tokens = _split_fractions(tokens)
     position = [0]
+    divided_by_zero = [False]
 
     def peek() -> _Token | None:
         return tokens[position[0]] if position[0] < len(tokens) else None
@@ -335,7 +357,10 @@ def _parse(tokens: list[_Token], percent_as_fraction: bool, fractions_bind: bool
             return _number_value(token.text, percent_as_fraction)
         if token.kind == "fraction":
             numerator, denominator = token.text.split("/")
-            return int(numerator) / int(denominator) if int(denominator) else math.nan
+            if not int(denominator):
+                divided_by_zero[0] = True
+                return math.nan
+            return int(numerator) / int(denominator)
         if token.kind == "open":
             value = expression()
             if peek() is None or peek().kind != "close":
@@ -350,6 +375,8 @@ def _parse(tokens: list[_Token], percent_as_fraction: bool, fractions_bind: bool
             operator = _OPERATORS[tokens[position[0]].text]
             position[0] += 1
             right = operand()
+            if operator == "/" and right == 0:
+                divided_by_zero[0] = True
             value = {"+": value + right, "-": value - right, "*": value * right,
                      "/": value / right if right else math.nan}[operator]
         return value
@@ -364,9 +391,11 @@ def _parse(tokens: list[_Token], percent_as_fraction: bool, fractions_bind: bool
         value = expression()
     except (ValueError, OverflowError):
         return None
-    if position[0] != len(tokens) or not math.isfinite(value):
+    if position[0] != len(tokens):
         return None
-    return value
+    if divided_by_zero[0]:
+        return math.nan
+    return value if math.isfinite(value) else None
 
 
 def _split_fractions(tokens: list[_Token]) -> list[_Token]:

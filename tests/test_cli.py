@@ -39,6 +39,22 @@ def test_a_users_mistake_is_one_line_without_a_trace(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_check_refuses_a_limit_below_one_as_annotate_does(tmp_path, capsys, limit):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"question": "q?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"}) + "\n")
+    assert main(["check", "--task", "gsm8k", "--data", str(path), "--limit", limit]) == 2
+    err = capsys.readouterr().err
+    assert err == f"reftune check: error: --limit must be at least 1 (leave it out for all examples), got {limit}\n"
+
+
+def test_check_names_a_data_file_by_its_name_not_the_default_split(capsys, shared_data):
+    assert main(["check", "--task", "gsm8k", "--data", str(shared_data / "gsm8k" / "test.jsonl"), "--limit", "5"]) == 0
+    assert capsys.readouterr().out.startswith("gsm8k (nl, test.jsonl): 5 examples")
+    assert main(["check", "--task", "gsm8k", "--data", str(shared_data / "gsm8k"), "--split", "test", "--limit", "5"]) == 0
+    assert capsys.readouterr().out.startswith("gsm8k (nl, test): 5 examples")
+
+
 def test_help_lists_every_subcommand(capsys):
     import pytest
 

@@ -54,6 +54,24 @@ def test_prose_that_does_not_read_as_arithmetic_is_skipped(prose):
     assert step_errors(prose) == []
 
 
+@pytest.mark.parametrize("cot, text", [
+    ("So 10 / 0 = 5 apples each.", "10 / 0 = 5"),
+    ("She sold <<10/0=5>>5 clips.", "<<10/0=5>>"),
+    ("Computing ( 10.0 / ( 2.0 - 2.0 ) ) gives 5.", "( 10.0 / ( 2.0 - 2.0 ) ) gives 5"),
+    ("Each share is 10/0 = 5.", "10/0 = 5"),
+])
+def test_a_stated_division_by_zero_fails_its_step(cot, text):
+    [error] = step_errors(cot)
+    assert (error.text, error.stated) == (text, 5.0)
+    assert describe_step_error(error) == f"line 1: {text} (divides by zero)"
+
+
+def test_a_cot_whose_step_divides_by_zero_is_not_correct():
+    task = get_task("gsm8k", style="nl")
+    [verdict] = verify_cots(task, ["Each of 0 friends gets 10 / 0 = 5.\nTherefore, the answer is: 5"], ["5"])
+    assert (verdict.status, verdict.detail) == ("wrong_step", "line 1: 10 / 0 = 5 (divides by zero)")
+
+
 def test_each_wrong_step_of_a_chain_is_reported_once():
     errors = step_errors("4080 + 4080 / 2 = 4000 + 2040 = <<4080+4080/2=6120>>6120 years.")
     assert [(e.stated, e.computed) for e in errors] == [(6040.0, 6120.0), (6120.0, 6040.0)]

@@ -8,13 +8,38 @@ import json
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
 from reftune.errors import ReftuneError
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+SETUP_STATUSES = frozenset({401, 403, 404})  # a refused key, a wrong URL or model: no request can succeed
 MAX_RETRY_AFTER_S = 30.0
+ENDPOINT_EXAMPLE = "http://127.0.0.1:8000/v1"
+
+
+def check_endpoint(endpoint: str) -> None:
+    """One line for an --endpoint that cannot be an API's URL: no retry would fix it.
+
+    >>> check_endpoint("https://api.example.com/v1")
+    >>> check_endpoint("htp:/x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    reftune.errors.ReftuneError: --endpoint 'htp:/x': the scheme 'htp' is not http or https: give the API's ...
+    """
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        parts.port  # noqa: B018 (reading it checks it: a port that is not a number or past 65535 raises)
+    except ValueError as exc:
+        raise ReftuneError(f"--endpoint {endpoint!r} is not a URL ({exc}): give the API's base URL, "
+                           f"e.g. {ENDPOINT_EXAMPLE}") from None
+    if parts.scheme not in ("http", "https"):
+        scheme = f"the scheme {parts.scheme!r} is not http or https" if parts.scheme else "no http:// or https://"
+        raise ReftuneError(f"--endpoint {endpoint!r}: {scheme}: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
+    if not parts.hostname:
+        raise ReftuneError(f"--endpoint {endpoint!r} names no host: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
 
 
 @dataclass(frozen=True)
@@ -28,13 +53,17 @@ class Completion:
 
 class RequestFailed(Exception):
     """A request that failed; `retryable` when trying again may help, `setup` when no request can
-    succeed until the user fixes an option (a refused key, an unknown model or path)."""
+    succeed until the user fixes an option (a refused key, an unknown model or path), `refused` when
+    the endpoint refused this request as it was sent (HTTP 400, 413, 422: a prompt past the model's
+    context, a sampling option it does not take)."""
 
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, setup: bool = False):
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, setup: bool = False,
+                 refused: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.setup = setup
+        self.refused = refused
 
 
 class OpenAIClient:
@@ -43,6 +72,7 @@ class OpenAIClient:
 
     def __init__(self, endpoint: str, model: str, api_key: str | None, timeout: float, retries: int,
                  backoff: float, stopping: threading.Event | None = None):
+        check_endpoint(endpoint)
         self.endpoint = endpoint.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -131,8 +161,9 @@ def _http_failure(error: urllib.error.HTTPError) -> RequestFailed:
         retry_after = None
     hint = {401: "; check the key in --api-key-env", 403: "; check the key in --api-key-env",
             404: "; is the URL the API's base (often ending in /v1) and --api-model right?"}.get(error.code, "")
-    return RequestFailed(f"HTTP {error.code}: {message}{hint}", retryable=error.code in RETRYABLE_STATUSES,
-                         retry_after=retry_after, setup=error.code in (401, 403, 404))
+    retryable, setup = error.code in RETRYABLE_STATUSES, error.code in SETUP_STATUSES
+    return RequestFailed(f"HTTP {error.code}: {message}{hint}", retryable=retryable, retry_after=retry_after,
+                         setup=setup, refused=400 <= error.code < 500 and not (retryable or setup))
 
 
 def _parse_json(raw: bytes) -> dict:

@@ -12,6 +12,7 @@ from reftune.annotate.journal import REQUEST_FAILED, AnnotationState
 ANNOTATED_NAME = "annotated.json"
 REJECTS_NAME = "rejects.jsonl"
 SUMMARY_NAME = "annotate.json"
+RUN_RECORD = "run.json"  # which command made the folder: the name the training stages give it
 
 
 def extra_cot_id(item_id: str, number: int) -> str:

@@ -45,6 +45,8 @@ def default_prompt_file(task_name: str, style: str) -> Path:
 def read_few_shot(task_name: str, style: str, prompt_file: str | None) -> str:
     """The few-shot block: the file's text with one blank line after it, or "" for an empty file."""
     path = Path(prompt_file) if prompt_file else default_prompt_file(task_name, style)
+    if path.exists() and not path.is_file():  # a folder, or a device such as /dev/zero that never ends
+        raise ReftuneError(f"--prompt-file {path} is not a file: give a text file of few-shot examples")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:

@@ -8,13 +8,17 @@ A first Ctrl-C stops sending requests, keeps what arrived, writes the files and 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from reftune import __version__
+from reftune.annotate.client import check_endpoint
 from reftune.annotate.journal import JOURNAL_NAME, RUN_IDENTITY, Journal, check_same_run, replay
-from reftune.annotate.outputs import write_outputs
+from reftune.annotate.outputs import (ANNOTATED_NAME, REJECTS_NAME, RUN_RECORD, SUMMARY_NAME, write_atomically,
+                                      write_outputs)
 from reftune.annotate.prompts import STOP, read_few_shot
 from reftune.annotate.sources import (ModelPrompts, Question, Recorder, annotate_from_endpoint,
                                       annotate_from_local, annotate_from_notes, question_finished)
@@ -22,24 +26,24 @@ from reftune.errors import ReftuneError
 from reftune.tasks import get_task
 from reftune.tasks.base import read_rows, resolve_data_file
 
+OWN_FILES = {JOURNAL_NAME, ANNOTATED_NAME, REJECTS_NAME, SUMMARY_NAME, RUN_RECORD}
 NO_PROGRAM_FORM = {"mathqa": "its answers are option letters; use --style nl, or --task mathqa-numeric for programs"}
 
 
 def annotate(config) -> dict:
-    # 1. the task and the questions
+    # 1. the task and the questions (all of the file's: a narrower re-run keeps what was made before)
     task = get_task(config.task, style=config.style)
     if config.style == "python" and config.task in NO_PROGRAM_FORM:
         raise ReftuneError(f"task {config.task} has no program form (--style python): {NO_PROGRAM_FORM[config.task]}")
-    questions = load_questions(task, config)
-    has_programs = any(q.rationale or q.example.cot for q in questions)
-    if config.source == "notes" and config.style == "python" and not has_programs:
-        raise ReftuneError(f"{config.data} holds neither programs nor calculator notes to convert into programs: "
-                           f"use --source model, or --style nl")
+    if config.endpoint:
+        check_endpoint(config.endpoint)
+    folder = Path(config.output)
+    check_output_folder(folder)
+    every_question = load_questions(task, config)
+    questions = every_question[: config.limit]
+    check_notes(config, questions)
 
     # 2. the output folder: its journal replayed, then the source opened (both fail before any write)
-    folder = Path(config.output)
-    if folder.exists() and not folder.is_dir():
-        raise ReftuneError(f"--output {folder} is a file, not a folder: choose a folder path")
     state = replay(folder / JOURNAL_NAME)
     run = run_identity(config)
     check_same_run(state, run, folder)
@@ -47,6 +51,7 @@ def annotate(config) -> dict:
     left = [q for q in questions if not question_finished(state, q.example.id, samples, config.keep_per_question)]
     make_cots = open_source(config, task, questions, read_api_key(config.api_key_env), nothing_left=not left)
     journal = Journal(folder / JOURNAL_NAME)
+    write_run_record(folder)
     journal.append({"event": "start", "run": run, "options": public_options(config)}, state)
 
     # 3. make and verify CoTs
@@ -63,8 +68,9 @@ def annotate(config) -> dict:
         journal.close()
         bar.close()
 
-    # 4. the files, from the journal's state
-    summary = write_outputs(folder, config, task, [q.example for q in questions], state, seconds=0.0)
+    # 4. the files, from the journal's state: this run's questions and every one an earlier run did
+    done = [q.example for q in every_question[len(questions):] if q.example.id in state.verdicts]
+    summary = write_outputs(folder, config, task, [q.example for q in questions] + done, state, seconds=0.0)
     summary["interrupted"] = interrupted
     if interrupted:
         print(f"annotate: interrupted; what arrived is kept in {folder / JOURNAL_NAME}. Run the same command "
@@ -103,10 +109,55 @@ def completion_prompt_text(prompts: ModelPrompts, task, question: Question) -> s
     return prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
 
 
+def check_notes(config, questions: list[Question]) -> None:
+    """--source notes needs CoTs of the data's own to verify or convert: one line when it has none."""
+    if config.source != "notes" or any(q.rationale or q.example.cot for q in questions):
+        return
+    if config.style == "python":
+        raise ReftuneError(f"{config.data} holds neither programs nor calculator notes to convert into programs: "
+                           f"use --source model, or --style nl")
+    raise ReftuneError(f"{config.data} holds no CoTs (answer_cot, GSM8K rationales, SVAMP equations) for --source "
+                       f"notes to verify: use --source model to sample them")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, as the training stages do, a folder another command made or that holds other files:
+    annotate takes a new folder or one of its own (review's files beside annotated.json are its own)."""
+    if folder.exists() and not folder.is_dir():
+        raise ReftuneError(f"--output {folder} is a file, not a folder: choose a folder path")
+    if not folder.is_dir():
+        return
+    record = folder / RUN_RECORD
+    try:
+        made_by = json.loads(record.read_text()).get("stage") if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        made_by = "?"
+    others = sorted(p.name for p in folder.iterdir() if not own_file(p.name))
+    if made_by not in (None, "annotate"):
+        raise ReftuneError(f"--output {folder} holds a `reftune {made_by}` run: nothing is overwritten; choose a new "
+                           f"--output")
+    if others:
+        raise ReftuneError(f"--output {folder} already holds other files ({', '.join(others[:4])}"
+                           f"{', ...' if len(others) > 4 else ''}): nothing is overwritten; choose a new --output")
+
+
+def own_file(name: str) -> bool:
+    """annotate's files, the review app's beside annotated.json (annotated.json.review.jsonl,
+    annotated.reviewed.json, ...), temporary names and other hidden files."""
+    return name in OWN_FILES or name.startswith((".", "annotated."))
+
+
+def write_run_record(folder: Path) -> None:
+    """run.json names the command that made the folder, as the training stages write it."""
+    if not (folder / RUN_RECORD).exists():
+        write_atomically(folder / RUN_RECORD, json.dumps({"stage": "annotate", "reftune": __version__,
+                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+
+
 def load_questions(task, config) -> list[Question]:
     """The task's examples of the file, each with its raw GSM8K rationale when it has one (the
     examples keep only the text without the calculator notes). Ids must be unique."""
-    examples = task.load(config.split, config.data)[: config.limit]
+    examples = task.load(config.split, config.data)
     path = resolve_data_file(config.data, config.split)
     rationales = [_rationale(row) for row, _ in read_rows(path)]
     seen: set[str] = set()

@@ -139,7 +139,8 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
                            prompts: ModelPrompts, num_samples: int, concurrency: int) -> None:
     """Requests in a pool of `concurrency` threads; each response is journaled as it arrives (by the
     thread that got it) and verified here. A request that fails for good is a "request_failed"
-    reject, tried again by the next run; a setup mistake (refused key, unknown model) stops the run."""
+    reject, tried again by the next run; a setup mistake (refused key, unknown model) stops the run,
+    and so does a request the endpoint refuses (HTTP 400) before any of this run's was answered."""
     state, journal = recorder.state, recorder.journal
     jobs = [(question, index) for question in questions if not recorder.finished(question, num_samples)
             for index in range(num_samples) if not state.sample_done(question.example.id, index)]
@@ -160,22 +161,35 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
         return completion
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="annotate")
+    # whether the endpoint has answered a request with these options (in an earlier run, or in this
+    # one): then a refusal is the question's own, not the options'
+    answered = any(prompts.key(task, question, index) in state.responses
+                   for question in questions for index in range(num_samples))
     try:
         pending = {pool.submit(fetch, question, index): (question, index) for question, index in jobs}
         for future in as_completed(pending):
             question, index = pending[future]
-            _file_outcome(task, recorder, question, index, future.result())
+            outcome = future.result()
+            _file_outcome(task, recorder, question, index, outcome, client.endpoint, answered)
+            answered = answered or isinstance(outcome, Completion)
     finally:
         client.stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _file_outcome(task, recorder: Recorder, question: Question, index: int, outcome) -> None:
+def _file_outcome(task, recorder: Recorder, question: Question, index: int, outcome, endpoint: str,
+                  answered: bool) -> None:
     if outcome is None:
         return
     if isinstance(outcome, RequestFailed):
         if outcome.setup:
             raise ReftuneError(f"endpoint {outcome}") from None
+        if outcome.refused and not answered:
+            # every request carries the same options, so the rest would be refused too (the
+            # local-model path stops the same way for a prompt past the context)
+            raise ReftuneError(f"endpoint {endpoint} refused a request before answering any ({outcome}): fix the "
+                               f"options it names (--max-new-tokens, --temperature, --top-p, --prompt-file), then "
+                               f"run the same command again") from None
         recorder.reject(question, index, REQUEST_FAILED, str(outcome))
         return
     recorder.record([candidate_from_completion(task, question, index, outcome.text)])

@@ -92,7 +92,8 @@ def sample_of(request: Request) -> tuple[Record, int]:
     return record, number
 
 
-async def list_records(request: Request) -> Response:
+def list_records(request: Request) -> Response:
+    """Sync: the header's count of failing kept samples may run programs, so it runs in the thread pool."""
     context = pages.list_page(session_of(request), Query.from_params(request.query_params))
     fragment = request.headers.get("HX-Target") == "list"
     return render(request, "_list.html" if fragment else "list.html", context)
@@ -171,24 +172,20 @@ def show_compare(request: Request) -> Response:
 
 
 def export_all(request: Request) -> Response:
-    session = session_of(request)
-    counts = [export.export_source(source, session.source_records(source.number), session.state.record_reviews,
-                                   session.collection.tasks[source.number])
-              for source in session.collection.sources if source.number in session.state.touched_sources()]
-    return render(request, "_export.html", {"counts": counts})
+    return render(request, "_export.html", {"counts": session_of(request).export()})
 
 
-async def download(request: Request) -> Response:
+def download(request: Request) -> Response:
+    """What Export writes for one input, as a download (sync: the checks may run programs)."""
     session = session_of(request)
     source = source_number(str(request.path_params["source"]), session)
-    records = [r for r in session.source_records(source) if not r.error]
     kind = request.path_params["kind"]
     if kind == "training.json":
-        rows = export.training_rows(records, session.state.record_reviews, session.collection.tasks[source])
+        rows = export.training_rows(session.kept_samples(source), session.collection.tasks[source],
+                                    session.include_failing)
         return Response(json.dumps(rows, indent=1, ensure_ascii=False), media_type="application/json")
     if kind == "decisions.csv":
-        rows = export.decision_rows(records, session.state.record_reviews, session.collection.sources[source].label)
-        return Response(export.csv_text(rows), media_type="text/csv")
+        return Response(export.csv_text(session.decisions(source)), media_type="text/csv")
     raise HTTPException(404, "the downloads are training.json and decisions.csv")
 
 

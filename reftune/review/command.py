@@ -10,6 +10,7 @@ import secrets
 import threading
 import webbrowser
 
+from reftune.errors import ReftuneError
 from reftune.listening import bind, is_loopback, url_of
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -29,8 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the task that reads the answers (default: the run's config.yaml, else the ids' prefix)")
     parser.add_argument("--style", choices=STYLES,
                         help="the CoT style (default: config.yaml, else guessed from the CoTs)")
+    parser.add_argument("--include-failing", action="store_true",
+                        help="Export also the kept CoTs that fail the check (a wrong answer or step, a program "
+                             "that fails or runs too long); by default they are left out and counted")
 
 
+def check_port(port: int) -> None:
+    """Refused before the inputs are read: the socket layer would raise OverflowError for it."""
+    if not 0 <= port <= 65535:
+        raise ReftuneError(f"--port must be in 0..65535 (0 picks a free port), got {port}")
 
 
 def host_warning(host: str) -> str | None:
@@ -41,10 +49,6 @@ def host_warning(host: str) -> str | None:
             f"open the app, read the data and change this review")
 
 
-
-
-
-
 def command_review(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,10 +57,11 @@ def command_review(args: argparse.Namespace) -> int:
     from reftune.review.session import Session
 
     # 1. read the inputs and replay their journals
+    check_port(args.port)
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        session = Session(load_collection(args.paths, task=args.task, style=args.style))
+        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130

@@ -2,7 +2,7 @@
 the charts, two runs compared. Routes call these; these call the session."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from markupsafe import Markup
 from pygments import highlight
@@ -10,14 +10,17 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from reftune.review import charts, stats
+from reftune.review.export import exported
 from reftune.review.journal import SampleReview
 from reftune.review.query import FILTERS, SORTS, Query, neighbours, page_of
 from reftune.review.records import Record, Sample
 from reftune.review.session import Session
+from reftune.rewards import score_answer
 
 FILTER_LABELS = {"all": "all", "correct": "correct", "wrong": "wrong", "no_answer": "no answer",
                  "program_error": "program error", "error": "unreadable rows", "edited": "edited",
-                 "accepted": "accepted", "rejected": "rejected", "flagged": "flagged", "unreviewed": "unreviewed"}
+                 "accepted": "accepted", "rejected": "rejected", "flagged": "flagged",
+                 "failing": "kept but failing the check", "unreviewed": "unreviewed"}
 HIGHLIGHT = HtmlFormatter(nowrap=True)
 OUTCOME_TONES = {"correct": "right", "wrong": "wrong", "program_error": "failed", "no_answer": "other"}
 
@@ -42,6 +45,13 @@ class SampleView:
     review: SampleReview
     verdict: object        # reftune.verification.Verdict of the text as written
     python: bool           # P-CoT: highlight as Python
+    reward: float | None   # the input's reward; an edit's is the reward of its re-checked answer
+    keeps_failing: bool    # Export writes kept samples that fail the check (--include-failing)
+
+    @property
+    def failing(self) -> bool:
+        """Kept (accepted, or edited and not rejected) but failing the check: the card warns."""
+        return exported(self.review) and self.status != "correct"
 
     @property
     def text(self) -> str:
@@ -75,14 +85,18 @@ def format_answer(answer) -> str:
 
 
 def progress(session: Session) -> dict:
-    return {"reviewed": session.state.reviewed_count(), "total": len(session.records)}
+    """The header's counts: records reviewed, and kept samples that fail the check (Export leaves
+    them out unless --include-failing)."""
+    return {"reviewed": session.state.reviewed_count(), "total": len(session.records),
+            "failing": len(session.failing()), "keeps_failing": session.include_failing}
 
 
 def list_page(session: Session, query: Query) -> dict:
     session.state.refresh()
     matches = session.matches(query)
     page = page_of(matches, query.page)
-    rows = [ListRow(session.records[i], sorted(session.state.marks(i)),
+    failing = session.failing_records()
+    rows = [ListRow(session.records[i], sorted(session.marks(i, failing)),
                     sum(s.status == "correct" for s in session.records[i].samples), round(session.index.lengths[i]))
             for i in page.indices]
     return {"query": query, "page": page, "rows": rows, "filters": [(f, FILTER_LABELS[f]) for f in FILTERS],
@@ -91,8 +105,15 @@ def list_page(session: Session, query: Query) -> dict:
 
 def sample_view(session: Session, record: Record, number: int) -> SampleView:
     task = session.collection.tasks[record.source]
-    return SampleView(record, number, record.samples[number], session.state.review(record.index, number),
-                      session.verdicts(record)[number], task.style == "python")
+    sample, review = record.samples[number], session.state.review(record.index, number)
+    if review.edited and not review.status:  # an edit journaled without its re-check: checked as Export does
+        checked = session.edit_verdict(record, number, review)
+        review = replace(review, status=checked.status, answer=checked.answer, detail=checked.detail)
+    reward = sample.reward
+    if review.edited and reward is not None:
+        reward = score_answer(task, review.answer, record.gold)
+    return SampleView(record, number, sample, review, session.verdicts(record)[number], task.style == "python",
+                      reward, session.include_failing)
 
 
 def record_page(session: Session, record: Record, query: Query) -> dict:

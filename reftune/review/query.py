@@ -16,7 +16,9 @@ from reftune.errors import ReftuneError
 from reftune.review.records import OUTCOMES, Record
 from reftune.review.state import MARKS
 
-FILTERS = ("all",) + OUTCOMES + MARKS + ("unreviewed",)
+# "failing": a sample the reviewer kept fails the check (the session knows it, not the review state)
+MARK_FILTERS = MARKS + ("failing",)
+FILTERS = ("all",) + OUTCOMES + MARK_FILTERS + ("unreviewed",)
 SORTS = {"file": "file order", "length": "shortest CoTs first", "-length": "longest CoTs first",
          "solved": "least often solved first", "-solved": "most often solved first"}
 PAGE_SIZE = 50
@@ -90,11 +92,11 @@ def build_index(records: tuple[Record, ...] | list[Record]) -> Index:
 
 
 def select(index: Index, query: Query, marks_of) -> list[int]:
-    """Record indices the query matches, in its sort order. marks_of(i) -> the record's MARKS."""
+    """Record indices the query matches, in its sort order. marks_of(i) -> the record's MARK_FILTERS."""
     order = index.orders[query.sort]
     if query.filter in OUTCOMES:
         order = [i for i in order if index.outcomes[i] == query.filter]
-    elif query.filter in MARKS:
+    elif query.filter in MARK_FILTERS:
         order = [i for i in order if query.filter in marks_of(i)]
     elif query.filter == "unreviewed":
         order = [i for i in order if not {"accepted", "rejected"} & marks_of(i)]

@@ -250,11 +250,19 @@ def load_collection(paths: list[str | Path], task: str | None = None, style: str
         rejects = [row for extra in given.extra for row in read_raw_rows(extra)]
         check_recognised(given, raw, rejects)
         choice = choose_task(given.path, *ids_and_texts(raw + rejects), task, style)
-        tasks[number] = get_task(choice.task, style=choice.style, **choice.options)
+        tasks[number] = task_of(choice, given.path)
         sources.append(Source(number, given, choice, label_for(given.path)))
         records += unique_ids(read_records(given, raw, rejects, number, tasks[number]))
     numbered = tuple(replace(record, index=index) for index, record in enumerate(records))
     return Collection(tuple(sources), numbered, tasks)
+
+
+def task_of(choice, path: Path) -> Task:
+    try:
+        return get_task(choice.task, style=choice.style, **choice.options)
+    except (TypeError, ReftuneError) as exc:  # an option the task does not take, from the run's config
+        raise ReftuneError(f"task {choice.task} of {path} (from {choice.origin}): {exc}; pass --task and "
+                           f"--style to read it without those options") from None
 
 
 def check_recognised(given: InputFile, raw: list[RawRow], rejects: list[RawRow]) -> None:

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import yaml
 
+from reftune.config import parse_task_options
 from reftune.errors import ReftuneError
 from reftune.tasks import STYLES, TASKS
 
 KINDS = ("samples", "rollouts", "reft", "annotate")
 ROLLOUTS_FILE = "rollouts.jsonl"
-ANNOTATED_FILE, REJECTS_FILE = "annotated.json", "rejects.jsonl"
+ANNOTATED_FILE, REJECTS_FILE, ANNOTATE_SUMMARY = "annotated.json", "rejects.jsonl", "annotate.json"
 JOURNAL_SUFFIX = ".review.jsonl"
 WHAT_IT_READS = ("a samples file (<split>-samples.jsonl or samples.jsonl), an RL run's rollouts.jsonl, "
                  "a ReFT-format .json/.jsonl training file, or an annotate output folder")
+MAX_SHOWN = 8  # paths one message lists
 # id prefixes the ReFT files use, longest first so that mathqa-numeric_ is not read as mathqa_
 ID_PREFIXES = (("mathqa-numeric_", "mathqa-numeric"), ("mathqa_", "mathqa"), ("gsm8k_", "gsm8k"),
                ("svamp_", "svamp"), ("arithmetic_", "arithmetic"))
@@ -74,6 +76,8 @@ def find_inputs(path: str | Path) -> list[InputFile]:
         raise ReftuneError(f"{path} does not exist: give {WHAT_IT_READS}")
     if path.is_dir():
         return folder_inputs(path)
+    if not path.is_file():  # a device such as /dev/zero, or a pipe: reading it could never end
+        raise ReftuneError(f"{path} is neither a file nor a folder: give {WHAT_IT_READS}")
     if path.name.endswith(JOURNAL_SUFFIX):
         raise ReftuneError(f"{path} is a review journal: give the data file beside it instead")
     return [InputFile(file_kind(path), path)]
@@ -85,8 +89,26 @@ def folder_inputs(folder: Path) -> list[InputFile]:
     files = [folder / ROLLOUTS_FILE] if (folder / ROLLOUTS_FILE).is_file() else []
     files += sorted(p for p in folder.glob("*samples.jsonl") if p.is_file())
     if not files:
+        below = inputs_below(folder)
+        if below:
+            shown = " ".join(str(p) for p in below[:MAX_SHOWN]) + (" ..." if len(below) > MAX_SHOWN else "")
+            raise ReftuneError(f"folder {folder} holds nothing to review itself; the folders below it hold "
+                               f"{len(below)} input{'s' if len(below) > 1 else ''}: give them instead, e.g. "
+                               f"reftune review {shown}")
         raise ReftuneError(f"folder {folder} holds nothing to review: give {WHAT_IT_READS}")
     return [InputFile(file_kind(p), p) for p in files]
+
+
+def inputs_below(folder: Path, depth: int = 3) -> list[Path]:
+    """The samples and rollouts files, and annotate folders, up to `depth` folders below `folder`
+    (a demo's folder holds its runs' files one or two down; a deeper search of a home folder would
+    take long for nothing)."""
+    found = []
+    for level in range(1, depth + 1):
+        below = "*/" * level
+        found += [p for name in ("*samples.jsonl", ROLLOUTS_FILE) for p in folder.glob(below + name) if p.is_file()]
+        found += [p.parent for p in folder.glob(below + ANNOTATED_FILE) if p.is_file()]
+    return sorted(set(found))
 
 
 def file_kind(path: Path) -> str:
@@ -121,34 +143,47 @@ def task_from_id(record_id: str) -> str | None:
     return next((task for prefix, task in ID_PREFIXES if str(record_id).startswith(prefix)), None)
 
 
-def run_config(path: Path) -> dict:
-    """The config.yaml of the run that wrote `path` (in its folder or the folder above), or {}."""
-    for folder in (path.parent, path.parent.parent):
-        candidate = folder / "config.yaml"
+def run_config(path: Path) -> tuple[dict, Path | None]:
+    """The settings of the command that wrote `path`, and the file they come from: the run's
+    config.yaml (in its folder or the folder above), else an annotate folder's annotate.json."""
+    candidates = [path.parent / "config.yaml", path.parent.parent / "config.yaml", path.parent / ANNOTATE_SUMMARY]
+    for candidate in candidates:
         if candidate.is_file():
             try:
-                loaded = yaml.safe_load(candidate.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                raise ReftuneError(f"cannot read {candidate} ({exc}): fix it or pass --task and --style")
-            return loaded if isinstance(loaded, dict) else {}
-    return {}
+                text = candidate.read_text(encoding="utf-8")
+                loaded = json.loads(text) if candidate.suffix == ".json" else yaml.safe_load(text)
+            except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+                raise ReftuneError(f"cannot read {candidate} ({exc}): fix it or pass --task and --style") from None
+            return (loaded if isinstance(loaded, dict) else {}), candidate
+    return {}, None
+
+
+def task_options(config: dict, origin: str) -> dict:
+    """A run's task_options: config.yaml writes them as "key=value,key=value" (a mapping is taken too)."""
+    options = config.get("task_options") or {}
+    if isinstance(options, dict):
+        return dict(options)
+    try:
+        return parse_task_options(str(options))
+    except ReftuneError as exc:
+        raise ReftuneError(f"{origin}: {exc}; fix it or pass --task and --style") from None
 
 
 def choose_task(path: Path, ids: list[str], texts: list[str], task: str | None,
                 style: str | None) -> TaskChoice:
-    """--task/--style, else the run's config.yaml, else the id prefix (and "def solution" in the
-    texts for the style), else one clear error."""
-    config = run_config(path)
+    """--task/--style, else the run's config.yaml (or annotate.json), else the id prefix (and "def
+    solution" in the texts for the style), else one clear error."""
+    config, written_in = run_config(path)
     if task:
         name, options, origin = task, {}, "--task"
     elif config.get("task"):
-        name, options, origin = str(config["task"]), dict(config.get("task_options") or {}), "config.yaml"
+        name, options, origin = str(config["task"]), task_options(config, written_in), written_in.name
     else:
         name = next((found for found in map(task_from_id, ids) if found), None)
         options, origin = {}, "id prefix"
     if name is None:
-        raise ReftuneError(f"cannot tell the task of {path} (no config.yaml beside it, ids without a "
-                           f"gsm8k_/svamp_/mathqa_ prefix): pass --task, one of {sorted(TASKS)}")
+        raise ReftuneError(f"cannot tell the task of {path} (no config.yaml or annotate.json beside it, ids "
+                           f"without a gsm8k_/svamp_/mathqa_ prefix): pass --task, one of {sorted(TASKS)}")
     if name not in TASKS:
         raise ReftuneError(f"unknown task {name!r} for {path} (from {origin}): use one of {sorted(TASKS)}")
     chosen_style = style or config.get("style") or guess_style(texts)

@@ -250,6 +250,9 @@ def resolve_data_file(path: str | os.PathLike, split: str) -> Path:
                            f"file, or a folder holding {split}.jsonl / {split}.json)")
     if path.is_file():
         return path
+    if not path.is_dir():  # a device, a pipe or a socket: reading it could block or never end
+        raise ReftuneError(f"data {path} is neither a file nor a folder: give a .json or .jsonl file, or a "
+                           f"folder holding {split}.jsonl / {split}.json")
     candidates = [path / f"{split}.jsonl", path / f"{split}.json"]
     found = [candidate for candidate in candidates if candidate.is_file()]
     if not found:
@@ -278,7 +281,9 @@ def json_rows(text: str, label: str) -> Iterator[tuple[object, str, str | None]]
             try:
                 yield json.loads(line), f"line {number} of {label}", None
             except json.JSONDecodeError as exc:
-                yield None, f"line {number} of {label}", f"not valid JSON ({exc.msg} at column {exc.colno})"
+                # json's own messages may end in "at" ("Unterminated string starting at")
+                message = exc.msg.removesuffix(" at")
+                yield None, f"line {number} of {label}", f"not valid JSON ({message} at column {exc.colno})"
 
 
 def read_rows(path: Path) -> Iterator[tuple[dict, str]]:

@@ -1,6 +1,7 @@
 """A small OpenAI-compatible endpoint for the annotate tests, on 127.0.0.1 in a thread: it answers
 each question of the arithmetic fixture data with its right answer, and can misbehave on purpose
-(fail every third request with 500 or 429, hang on some, answer HTML or plain text)."""
+(fail every third request with 500 or 429, hang on some, answer HTML or plain text, refuse requests
+with a 400 as a server does for a prompt past the model's context)."""
 import json
 import re
 import threading
@@ -19,6 +20,8 @@ class Behaviour:
     hang_seconds: float = 3.0
     delay: float = 0.0  # seconds before each answer
     body: str = "json"  # "json", "html" (an HTML page for everything) or "text" (200, not JSON)
+    refuse: str = ""  # a message: completion requests from the refuse_from-th on get a 400 with it
+    refuse_from: int = 1
     models: tuple = ("fake",)
 
 
@@ -75,13 +78,18 @@ def _handler(endpoint: FakeEndpoint):
             with endpoint.lock:
                 number = len(endpoint.requests) + 1
                 outcome = "ok"
-                if behaviour.fail_every and number % behaviour.fail_every == 0:
+                if behaviour.refuse and number >= behaviour.refuse_from:
+                    outcome = "400"
+                elif behaviour.fail_every and number % behaviour.fail_every == 0:
                     outcome = "500" if (number // behaviour.fail_every) % 2 else "429"
                 elif behaviour.hang_every and number % behaviour.hang_every == 0:
                     outcome = "hang"
                 endpoint.requests.append((question, outcome))
             if outcome in ("500", "429"):
                 self.send(int(outcome), json.dumps({"error": {"message": f"deliberate {outcome}"}}))
+                return
+            if outcome == "400":
+                self.send(400, json.dumps({"error": {"message": behaviour.refuse, "type": "invalid_request_error"}}))
                 return
             endpoint.stopping.wait(behaviour.hang_seconds if outcome == "hang" else behaviour.delay)
             answer = endpoint.answers.get(question.strip(), "0")

@@ -53,3 +53,21 @@ def test_kill_9_mid_run_then_the_same_command_gives_an_uninterrupted_runs_questi
     verdicts = Counter((e["item_id"], e["sample_index"]) for e in events if e["event"] in ("verified", "rejected"))
     assert max(verdicts.values()) == 1  # no sample was verified twice
     assert sum(1 for e in events if e["event"] == "response") <= 2 * len(answers) + 2  # at most the requests in flight
+
+
+def test_a_narrower_rerun_keeps_every_row_already_made(tmp_path, shared_data):
+    """--limit 10 on a folder that annotated 40 questions: annotated.json still holds all 40."""
+    from reftune.cli import main
+
+    def run(limit: int) -> list[dict]:
+        assert main(["annotate", "--task", "gsm8k", "--data", str(shared_data / "gsm8k" / "test.jsonl"), "--output",
+                     str(tmp_path / "out"), "--limit", str(limit), "--no-progress"]) == 0
+        return json.loads((tmp_path / "out" / "annotated.json").read_text())
+
+    wide = run(40)
+    assert len(wide) > 30
+    assert run(10) == wide
+    summary = json.loads((tmp_path / "out" / "annotate.json").read_text())
+    assert summary["questions"] == 40 and summary["cots"] == len(wide)
+    rejects = (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()
+    assert len(rejects) == 40 - len(wide)

@@ -259,3 +259,27 @@ def test_two_tabs_editing_one_sample_do_not_overwrite_each_other(browser, runs, 
         assert card(tabs[1], 0).locator("textarea").input_value() == second_text  # nothing lost
         tabs[0].reload()
         assert "edited (version 1)" in card(tabs[0], 0).inner_text()
+
+
+def test_a_kept_cot_that_fails_the_check_is_shown_before_export_and_left_out(browser, runs):
+    sft, _ = runs
+    with serving([sft]) as url:
+        page = new_page(browser)
+        page.goto(url + "/record/0")  # svamp_0: its one sample is a wrong program
+        assert page.locator("#failing").is_hidden()
+        press_on(page, 0, "a")
+        warning = card(page, 0).locator(".failing-warning")
+        warning.wait_for()
+        shown = " ".join(warning.inner_text().split())
+        assert "accepted, but fails the check (wrong answer): Export leaves it out" in shown
+        assert page.locator("#failing").inner_text() == "1 kept CoT fails the check: Export leaves it out"
+        page.locator("#failing").click()
+        page.wait_for_url(re.compile(r"filter=failing"))
+        assert page.locator("table.records tr.row").count() == 1
+        assert page.locator("table.records tr.row .mark-failing").count() == 1
+        page.locator("button.export").click()
+        page.locator("#flash .export-result").wait_for()
+        assert "left out: svamp_0 #1: wrong answer" in page.locator("#flash td.failing").inner_text()
+        training_file = page.locator("#flash code.training-file").first.inner_text()
+        assert page.errors == []
+    assert json.loads(Path(training_file).read_text()) == []

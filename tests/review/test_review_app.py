@@ -122,6 +122,18 @@ def test_export_writes_the_files_and_the_downloads_match(client, python_samples)
     assert client.get("/export/0/passwd").status_code == 404
 
 
+def test_a_kept_cot_that_fails_the_check_is_flagged_before_export_and_left_out(client, python_samples):
+    accepted = client.post("/record/0/sample/0/accept", headers=WITH_TOKEN)  # a wrong program
+    assert "accepted, but fails the check" in accepted.text and "Export leaves it out" in accepted.text
+    assert 'id="failing"' in accepted.text and "1 kept CoT fails the check" in accepted.text  # the header, swapped in
+    assert "1 kept CoT fails the check" in client.get("/").text
+    assert "svamp_1" in client.get("/?filter=failing").text and "svamp_2" not in client.get("/?filter=failing").text
+    result = client.post("/export", headers=WITH_TOKEN)
+    assert '<td class="rows">0</td>' in result.text and "left out: svamp_1 #1: wrong answer" in result.text
+    assert json.loads(python_samples.with_name("test-samples.reviewed.json").read_text()) == []
+    assert client.get("/export/0/training.json").json() == []
+
+
 def test_export_before_any_decision_writes_nothing(client, python_samples):
     assert "Nothing to export yet" in client.post("/export", headers=WITH_TOKEN).text
     assert not python_samples.with_name("test-samples.reviewed.json").exists()

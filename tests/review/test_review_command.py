@@ -73,3 +73,19 @@ def test_a_port_in_use_is_one_line_and_exit_2(python_samples, capsys):
         assert main(["review", str(python_samples), "--port", str(port), "--no-browser"]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_one_line_and_exit_2(python_samples, capsys, port):
+    assert main(["review", str(python_samples), "--port", port, "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reftune review: error: --port must be in 0..65535") and err.count("\n") == 1
+
+
+def test_a_demo_folder_is_one_line_naming_the_samples_inside(tmp_path, python_samples, capsys):
+    (tmp_path / "demo" / "eval" / "reft").mkdir(parents=True)
+    inside = tmp_path / "demo" / "eval" / "reft" / "test-samples.jsonl"
+    inside.write_bytes(python_samples.read_bytes())
+    assert main(["review", str(tmp_path / "demo"), "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reftune review: error: ") and err.count("\n") == 1 and str(inside) in err

@@ -33,6 +33,36 @@ def test_config_yaml_beside_the_file_names_the_task(tmp_path):
     assert (choice.task, choice.style, choice.options, choice.origin) == ("arithmetic", "nl", {"max_steps": 3}, "config.yaml")
 
 
+@pytest.mark.parametrize("name, extra", [("test-samples.jsonl", {}), ("rollouts.jsonl", {"step": 4})])
+def test_a_demo_run_config_with_task_options_as_a_string_reads(tmp_path, name, extra):
+    """config.yaml as the stages write it: task_options is the "key=value,..." string of the option."""
+    from reftune.config import EvalConfig
+    from reftune.options import config_to_yaml
+
+    config = EvalConfig(task="arithmetic", task_options="max_number=5,min_steps=2", model="tiny")
+    (tmp_path / "config.yaml").write_text(config_to_yaml(config))
+    row = dict(samples_row("arithmetic_1", "2 + 3?", 5.0, ["2 + 3 = 5\nTherefore, the answer is: 5"], [5.0]), **extra)
+    choice = load_collection([write_jsonl(tmp_path / name, [row])]).sources[0].choice
+    assert (choice.task, choice.options, choice.origin) == ("arithmetic", {"max_number": 5, "min_steps": 2},
+                                                            "config.yaml")
+
+
+def test_task_options_the_task_does_not_take_are_one_clear_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("task: arithmetic\ntask_options: colour=blue\n")
+    path = write_jsonl(tmp_path / "dev-samples.jsonl", [samples_row("q1", "1 + 1?", 2.0, ["2"], [2.0])])
+    with pytest.raises(ReftuneError, match="config.yaml.*colour.*pass --task"):
+        load_collection([path])
+
+
+def test_an_annotate_folder_takes_its_task_from_annotate_json(tmp_path):
+    """SVAMP's own ids (chal-680) carry no prefix: annotate.json names the task and style."""
+    annotated = [{"item_id": "chal-1", "question": "4 + 3?", "answer_cot": "4 + 3 = 7", "answer_value": "7"}]
+    (tmp_path / "annotated.json").write_text(json.dumps(annotated))
+    (tmp_path / "annotate.json").write_text(json.dumps({"task": "svamp", "style": "nl", "questions": 1}))
+    choice = load_collection([tmp_path]).sources[0].choice
+    assert (choice.task, choice.style, choice.origin) == ("svamp", "nl", "annotate.json")
+
+
 def test_an_input_whose_task_cannot_be_told_is_one_clear_error(tmp_path):
     path = write_jsonl(tmp_path / "samples.jsonl", [samples_row("q1", "1 + 1?", 2.0, ["2"], [2.0])])
     with pytest.raises(ReftuneError, match="cannot tell the task .* pass --task"):
@@ -45,9 +75,25 @@ def test_a_missing_path_is_one_clear_error(tmp_path):
         find_inputs(tmp_path / "nope.jsonl")
 
 
+def test_a_device_is_one_clear_error_not_an_endless_read():
+    with pytest.raises(ReftuneError, match="/dev/zero is neither a file nor a folder"):
+        find_inputs("/dev/zero")
+
+
 def test_a_folder_without_inputs_is_one_clear_error(tmp_path):
     with pytest.raises(ReftuneError, match="holds nothing to review"):
         find_inputs(tmp_path)
+
+
+def test_a_demo_folder_points_to_the_samples_below_it(tmp_path):
+    """A demo folder holds its runs' files a level or two down: the message names them."""
+    row = samples_row("arithmetic_1", "2 + 3?", 5.0, ["Therefore, the answer is: 5"], [5.0])
+    samples = write_jsonl((tmp_path / "eval" / "reft").mkdir(parents=True) or tmp_path / "eval" / "reft" /
+                          "test-samples.jsonl", [row])
+    rollouts = write_jsonl((tmp_path / "reft").mkdir() or tmp_path / "reft" / "rollouts.jsonl", [dict(row, step=0)])
+    with pytest.raises(ReftuneError, match="holds nothing to review itself") as raised:
+        find_inputs(tmp_path)
+    assert str(samples) in str(raised.value) and str(rollouts) in str(raised.value)
 
 
 def test_rollouts_group_one_question_over_steps_in_step_order(tmp_path):
@@ -148,3 +194,10 @@ def test_rollout_rows_as_the_rl_stage_writes_them_get_their_vote_counted(tmp_pat
     record = load_collection([path]).records[0]
     assert (record.vote, record.vote_correct, record.outcome) == (4.0, True, "correct")
     assert [s.finished for s in record.samples] == [True] * 6
+
+
+def test_an_unterminated_string_is_described_in_plain_words(tmp_path):
+    rows = python_rows()[:2]
+    path = write_jsonl(tmp_path / "test-samples.jsonl", rows, bad_line='{"id": "svamp_9", "question": "cut')
+    error = load_collection([path]).records[2].error
+    assert "Unterminated string starting at column" in error and "at at" not in error
