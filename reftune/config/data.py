@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reftune.config.fields import check_fields
 from reftune.errors import ReftuneError
 
 SOURCES = ("notes", "model")
@@ -71,6 +72,7 @@ class AnnotateConfig:
     """Show a progress bar with the coverage so far."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("task", "data", "output"):
             if not getattr(self, name):
                 raise ReftuneError(f"annotate needs --{name}")
@@ -114,6 +116,7 @@ class ServeConfig:
     """Seeds sampling (and, for tiny, the random weights)."""
 
     def __post_init__(self):
+        check_fields(self)
         if not self.model:
             raise ReftuneError("serve needs a model: reftune serve MODEL (a folder, hub id, smollm2-135m or tiny)")
         if not 0 <= self.port <= 65535:

@@ -26,6 +26,14 @@ RUN_RECORD = "run.json"  # which command made a folder: a later command may not 
 LOCK_FILE = ".lock"
 
 
+def require_config(config, function: str, expected: type) -> None:
+    """Refuse, before anything is written, a config made for another stage (rl(SFTConfig(...)) would
+    otherwise fail halfway, on a field RLConfig has and SFTConfig lacks)."""
+    if not isinstance(config, expected):
+        raise ReftuneError(f"{function}() takes {expected.__name__}, not {type(config).__name__}: build the "
+                           f"config of the stage you call, {function}({expected.__name__}(...))")
+
+
 def output_folder(config, stage: str, resume: bool = False, main: bool = True) -> Path:
     """config.output (or a new runs/<stage>-<time>, written back to the config), created, locked for
     this process and checked: a fresh run takes only an empty folder, a resumed one only a folder that

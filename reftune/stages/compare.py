@@ -16,7 +16,7 @@ from reftune.config import CompareConfig, EvalConfig, parse_runs, parse_task_opt
 from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
 from reftune.report import bar_chart, example_completions, markdown_table, write_html
-from reftune.stages.common import announce, output_folder, release_lock
+from reftune.stages.common import announce, output_folder, release_lock, require_config
 from reftune.stages.evaluate import evaluate
 from reftune.tasks import get_task
 from reftune.verification import verify_cots, wrong_step_share
@@ -89,6 +89,7 @@ def write_comparison(folder: Path, title: str, summary_line: str, results: dict[
 
 
 def compare(config: CompareConfig) -> dict:
+    require_config(config, "compare", CompareConfig)
     started = time.perf_counter()
     folder = output_folder(config, "compare")
     announce("compare", config, folder)

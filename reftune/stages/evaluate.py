@@ -11,7 +11,7 @@ from reftune.config.stages import candidate_temperatures
 from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
-                                   seed_everything, use_prompt_format, write_atomically)
+                                   require_config, seed_everything, use_prompt_format, write_atomically)
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
 from reftune.summaries import EvalSummary
 from reftune.tasks import Task
@@ -62,6 +62,7 @@ def votes_by_temperature(accelerator, task: Task, policy, config: EvalConfig, ma
 def evaluate(config: EvalConfig) -> EvalSummary:
     """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
     # 1. the run folder, the data and the model
+    require_config(config, "evaluate", EvalConfig)
     accelerator = build_accelerator()
     main, stage = accelerator.is_main_process, "sample" if isinstance(config, SampleConfig) else "eval"
     folder = output_folder(config, stage, main=main)

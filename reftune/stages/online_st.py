@@ -20,7 +20,8 @@ from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import sample
 from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
+from reftune.stages.common import (adamw, epoch_slice, load_examples, load_model, plan_on_policy, require_config, shard,
+                                   use_prompt_format)
 from reftune.stages.run import Run
 from reftune.summaries import OnlineSTSummary
 from reftune.stages.samples import greedy_accuracy
@@ -28,6 +29,7 @@ from reftune.stages.samples import greedy_accuracy
 
 def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     """Run Online-ST from the warm-up model; returns a summary."""
+    require_config(config, "online_st", OnlineSTConfig)
     run = Run(config, "online-st", seed_per_process=True)  # each process samples differently
     accelerator, processes = run.accelerator, run.accelerator.num_processes
     task, train = load_examples(config, config.train_split, config.max_train_examples)

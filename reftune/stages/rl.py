@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.sharding import gathered
 from reftune.stages.batches import example_texts
-from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
-                                   use_prompt_format)
+from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy,
+                                   require_config, shard, use_prompt_format)
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
@@ -75,6 +76,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
     reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
     (golds and examples are given per completion, so K samples of a question repeat its gold)."""
+    require_config(config, "rl", RLConfig)
     run = Run(config, "rl", seed_per_process=True)  # each process samples differently
     accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
@@ -182,15 +184,37 @@ def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: lis
 
 
 def user_rewards(reward_fn: RewardFn, completions: list[str], golds: list, examples: list) -> list[float]:
-    """reward_fn's scores, checked: one finite number per completion."""
-    rewards = list(reward_fn(completions, golds, examples))
+    """reward_fn's scores, checked: one finite number per completion (a Python, numpy or 0-d torch
+    number; not a bool, which is more likely a mistake than a reward)."""
+    returned = reward_fn(completions, golds, examples)
+    try:
+        rewards = list(returned)
+    except TypeError:
+        raise ReftuneError(f"reward_fn returned {returned!r}: return a list of rewards, one per completion") from None
     if len(rewards) != len(completions):
         raise ReftuneError(f"reward_fn returned {len(rewards)} rewards for {len(completions)} completions: "
                            f"return one per completion")
-    bad = [r for r in rewards if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r)]
-    if bad:
-        raise ReftuneError(f"reward_fn returned {bad[0]!r}: every reward must be a finite number")
-    return [float(r) for r in rewards]
+    values = [reward_number(r) for r in rewards]
+    if None in values:
+        bad = rewards[values.index(None)]
+        raise ReftuneError(f"reward_fn returned {bad!r}: every reward must be a finite number (int, float, a numpy "
+                           f"scalar or a 0-d tensor; not a bool)")
+    return values
+
+
+def reward_number(reward) -> float | None:
+    """`reward` as a float, or None when it is not a finite real number.
+
+    >>> reward_number(torch.tensor(0.5)), reward_number(1), reward_number(True), reward_number(float("nan"))
+    (0.5, 1.0, None, None)
+    """
+    if isinstance(reward, torch.Tensor):
+        if reward.ndim or reward.dtype == torch.bool or reward.is_complex():
+            return None
+        reward = reward.item()
+    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(float(reward)):
+        return None
+    return float(reward)
 
 
 def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,

@@ -19,7 +19,7 @@ from reftune.models import save_pretrained
 from reftune.sharding import as_number
 from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
                                     verified_examples, warmup_decay_scheduler)
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, require_config, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.summaries import SFTSummary
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
@@ -28,6 +28,7 @@ from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_
 def sft(config: SFTConfig) -> SFTSummary:
     """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
     # 1. the run folder, the data (Offline-ST: the gold CoTs and the sampler's correct ones)
+    require_config(config, "sft", SFTConfig)
     offline_st = isinstance(config, OfflineSTConfig)
     run = Run(config, "offline-st" if offline_st else "sft")
     accelerator, main = run.accelerator, run.main
