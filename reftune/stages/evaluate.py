@@ -2,7 +2,6 @@
 top-1 accuracy, majority vote and pass@k. `reftune eval` and `reftune sample` run `evaluate`."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 
@@ -15,6 +14,7 @@ from reftune.stages.common import (announce, build_accelerator, load_examples, l
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
 from reftune.summaries import EvalSummary
 from reftune.tasks import Task
+from reftune.tracking import strict_json
 
 
 def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
@@ -91,6 +91,6 @@ def evaluate(config: EvalConfig) -> EvalSummary:
                           dev_votes=dev_votes, seconds=round(time.perf_counter() - started, 2))
     if main:
         write_samples(folder / f"{config.split}-samples.jsonl", task, results)
-        write_atomically(folder / "summary.json", json.dumps(summary.as_json(), indent=1))
+        write_atomically(folder / "summary.json", strict_json(summary.as_json(), indent=1))
         release_lock(folder)
     return summary

@@ -20,8 +20,7 @@ from reftune.models import save_pretrained
 from reftune.rewards import CORRECT_REWARD, score_answer
 from reftune.rollout import sample
 from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
-from reftune.stages.common import (adamw, epoch_slice, load_examples, load_model, plan_on_policy, require_config, shard,
-                                   use_prompt_format)
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.summaries import OnlineSTSummary
 from reftune.stages.samples import greedy_accuracy
@@ -29,8 +28,7 @@ from reftune.stages.samples import greedy_accuracy
 
 def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     """Run Online-ST from the warm-up model; returns a summary."""
-    require_config(config, "online_st", OnlineSTConfig)
-    run = Run(config, "online-st", seed_per_process=True)  # each process samples differently
+    run = Run(config, "online-st", OnlineSTConfig, seed_per_process=True)  # each process samples differently
     accelerator, processes = run.accelerator, run.accelerator.num_processes
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -44,7 +42,7 @@ def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     model, optimizer = run.prepare(policy.model, optimizer)  # and, resuming, weights, optimizer, RNG
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps)
+    run.begin(total_steps, finite=("gold_nll", "grad_norm"))
     params = config.sampling_params(config.num_samples_per_question)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)

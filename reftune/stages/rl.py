@@ -11,7 +11,6 @@ reference is the same weights with the adapters switched off.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import numbers
 import time
@@ -33,14 +32,19 @@ from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
 from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
 from reftune.sharding import gathered
 from reftune.stages.batches import example_texts
-from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy,
-                                   require_config, shard, use_prompt_format)
+from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
+                                   use_prompt_format)
 from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
 from reftune.summaries import RLSummary
+from reftune.tracking import strict_json
 
 ROLLOUTS_FILE = "rollouts.jsonl"
+# ppo_update skips an update whose loss or gradient is not finite (and counts it in skipped_updates);
+# one such step is a glitch the run outlives, as many in a row are a run that can no longer learn.
+UPDATE_FIGURES = ("policy_loss", "value_loss", "kl_loss", "grad_norm")
+NON_FINITE_PATIENCE = 3
 
 
 @contextmanager
@@ -76,8 +80,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
     reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
     (golds and examples are given per completion, so K samples of a question repeat its gold)."""
-    require_config(config, "rl", RLConfig)
-    run = Run(config, "rl", seed_per_process=True)  # each process samples differently
+    run = Run(config, "rl", RLConfig, seed_per_process=True)  # each process samples differently
     accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -94,7 +97,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps)
+    run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE)
     params = config.sampling_params(config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
@@ -317,10 +320,10 @@ def log_rollouts(path, step: int, scored: Scored, limit: int, num_samples: int) 
     with open(path, "a") as out:
         for index, question in enumerate(scored.questions[:limit]):
             rows = slice(index * num_samples, (index + 1) * num_samples)
-            out.write(json.dumps({"step": step, "id": question.id, "question": question.question,
-                                  "gold": question.answer, "samples": scored.rollout.texts[rows],
-                                  "answers": scored.answers[rows], "rewards": scores[rows],
-                                  "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
+            out.write(strict_json({"step": step, "id": question.id, "question": question.question,
+                                   "gold": question.answer, "samples": scored.rollout.texts[rows],
+                                   "answers": scored.answers[rows], "rewards": scores[rows],
+                                   "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
 
 
 def step_metrics(accelerator, scores, kl, response, values, returns, update: dict, times: dict,

@@ -19,7 +19,7 @@ from reftune.models import save_pretrained
 from reftune.sharding import as_number
 from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
                                     verified_examples, warmup_decay_scheduler)
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, require_config, shard, use_prompt_format
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.summaries import SFTSummary
 from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
@@ -28,9 +28,8 @@ from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_
 def sft(config: SFTConfig) -> SFTSummary:
     """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
     # 1. the run folder, the data (Offline-ST: the gold CoTs and the sampler's correct ones)
-    require_config(config, "sft", SFTConfig)
     offline_st = isinstance(config, OfflineSTConfig)
-    run = Run(config, "offline-st" if offline_st else "sft")
+    run = Run(config, "offline-st" if offline_st else "sft", SFTConfig)
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -71,7 +70,7 @@ def sft(config: SFTConfig) -> SFTSummary:
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
     model, optimizer = run.prepare(model, optimizer, scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
-    run.begin(total_steps)
+    run.begin(total_steps, finite=("loss", "grad_norm"))
     unwrapped = accelerator.unwrap_model(model)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)

@@ -17,7 +17,7 @@ from reftune.errors import ReftuneError
 from reftune.heads import Verifier
 from reftune.selection import roc_auc
 from reftune.stages.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, require_config, shard, use_prompt_format
+from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
 from reftune.stages.run import Run
 from reftune.summaries import VerifierSummary
 from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
@@ -65,8 +65,7 @@ def dev_auc(accelerator, verifier, tokenizer, samples: list[LabelledSample], bat
 def verifier(config: VerifierConfig) -> VerifierSummary:
     """Sample and label CoTs, train the classifier, keep the checkpoint with the best dev AUC."""
     # 1. the run folder and the questions
-    require_config(config, "verifier", VerifierConfig)
-    run = Run(config, "verifier")
+    run = Run(config, "verifier", VerifierConfig)
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -98,7 +97,7 @@ def verifier(config: VerifierConfig) -> VerifierSummary:
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
     model, optimizer = run.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps, metric="dev_auc", tracked={"balance": balance})
+    run.begin(total_steps, metric="dev_auc", tracked={"balance": balance}, finite=("loss", "grad_norm"))
 
     def evaluate() -> float:
         model.eval()
