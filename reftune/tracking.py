@@ -114,7 +114,8 @@ def strict_json(value, **options) -> str:
 
 
 def cut_metrics(path: Path, last_step: int) -> None:
-    """Keep the records of steps <= last_step (rewritten under a scratch name, then renamed)."""
+    """Keep the records of steps <= last_step of a JSONL file whose lines carry a step (metrics.jsonl,
+    rollouts.jsonl), rewritten under a scratch name, then renamed."""
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]

@@ -97,7 +97,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE)
+    run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE, logs=(ROLLOUTS_FILE,))
     params = config.sampling_params(config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731

@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from reftune import checkpoint
-from reftune.checkpoint import TrainerState, complete_checkpoints, latest_checkpoint
+from reftune.checkpoint import TrainerState, complete_checkpoints
 from reftune.config import sinks
 from reftune.errors import ReftuneError
 from reftune.options import config_from_yaml_text
@@ -44,7 +44,7 @@ from reftune.sharding import gathered, is_sharded, quiet_view_warning, refuse_lo
 from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
                                    require_config, seed_everything, write_atomically)
 from reftune.summaries import TrainingSummary
-from reftune.tracking import RunBar, Tracker, strict_json
+from reftune.tracking import RunBar, Tracker, cut_metrics, strict_json
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it
 # reports, and whether it recomputes activations to save memory (the same training either way).
@@ -65,16 +65,18 @@ def changed_options(saved: dict, config) -> dict[str, tuple]:
             if name in now and name not in RESUMABLE_OPTIONS and saved[name] != now[name]}
 
 
-def refuse_changed_options(config, folder: Path) -> None:
-    """On resume: refuse any change outside RESUMABLE_OPTIONS, naming each option, old and new."""
+def refuse_changed_options(config, folder: Path, checkpointed: bool) -> None:
+    """On resume: refuse any change outside RESUMABLE_OPTIONS, naming each option, old and new (even
+    before the first checkpoint: a resumed run reuses the samples its first attempt drew)."""
     path = folder / CONFIG_FILE
     if path.exists():
         changes = changed_options(config_from_yaml_text(path.read_text()), config)
         if changes:
             listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
+            fresh = ("drop --resume to start it afresh in the same folder (it has no checkpoint yet)" if not checkpointed
+                     else "start a new run in a new --output")
             raise ReftuneError(f"--resume with other options than the run in {folder} was started with ({listed}); "
-                               f"only {', '.join(RESUMABLE_OPTIONS[1:])} may change: drop the others, or start a "
-                               f"new run in a new --output")
+                               f"only {', '.join(RESUMABLE_OPTIONS[1:])} may change: drop the others, or {fresh}")
 
 
 def resume_command(folder: Path) -> str:
@@ -97,12 +99,16 @@ class Run:
         self.accelerator = build_accelerator()
         refuse_unsupported(self.accelerator, stage)
         self.main = self.accelerator.is_main_process
-        self.folder = output_folder(config, stage, config.resume, self.main)
-        self.resume_from = latest_checkpoint(self.folder) if config.resume else None
+        self.folder = output_folder(config, stage, config.resume, self.main, training=True)
+        # A run that failed before its first checkpoint is resumed from step 0 (with the samples it drew)
+        checkpoints = complete_checkpoints(self.folder) if config.resume else []
+        self.resume_from = checkpoints[-1] if checkpoints else None
         if self.main:
             if config.resume:
-                refuse_changed_options(config, self.folder)
-            announce(stage, config, self.folder, f" (resuming from {self.resume_from.name})" if self.resume_from else "")
+                refuse_changed_options(config, self.folder, bool(checkpoints))
+            note = (f" (resuming from {self.resume_from.name})" if self.resume_from else
+                    " (no checkpoint was written yet: starting from step 0)" if config.resume else "")
+            announce(stage, config, self.folder, note)
         # Each process samples differently in the on-policy stages; the rest see the same draws.
         seed_everything(config.seed + (self.accelerator.process_index if seed_per_process else 0))
         self.state = TrainerState()
@@ -138,15 +144,21 @@ class Run:
             self.state = TrainerState.read(self.resume_from)
 
     def begin(self, total_steps: int, metric: str = "dev_accuracy", tracked: dict | None = None,
-              finite: tuple[str, ...] = (), patience: int = 1) -> None:
-        """Open the metric sinks (cut back to the checkpoint's step on resume) and the bar; start the
-        clock; take over Ctrl-C. `tracked`: extra fields for the sinks' run config. `finite`: the step
-        metrics (loss, grad norm) that stop the run when they are not finite for `patience` steps in a row."""
+              finite: tuple[str, ...] = (), patience: int = 1, logs: tuple[str, ...] = ()) -> None:
+        """Open the metric sinks and the bar; start the clock; take over Ctrl-C. `tracked`: extra fields
+        for the sinks' run config. `finite`: the step metrics (loss, grad norm) that stop the run when
+        they are not finite for `patience` steps in a row. What an earlier attempt logged after the step
+        this run starts at (the checkpoint's, or 0) is cut from metrics.jsonl, TensorBoard and the
+        stage's own JSONL `logs`, so each step is logged once."""
         config = self.config
         self.total_steps, self.metric = total_steps, metric
         self.finite, self.patience, self.non_finite_steps = finite, patience, 0
+        earlier = self.resume_from or (self.folder / "metrics.jsonl").exists()  # or a retry that took it over
+        cut_at = self.state.step if earlier else None
         self.tracker = Tracker(self.folder, sinks(config.report_to), {**dataclasses.asdict(config), **(tracked or {})},
-                               enabled=self.main, resumed_at=self.state.step if self.resume_from else None)
+                               enabled=self.main, resumed_at=cut_at)
+        for name in logs if self.main and cut_at is not None else ():
+            cut_metrics(self.folder / name, cut_at)
         self.bar = RunBar(self.stage, total_steps, self.state.step, config.progress and self.main,
                           config.max_seconds, self.state.seconds)
         self.seconds_before, self.clock = self.state.seconds, time.perf_counter()
