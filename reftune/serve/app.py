@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from reftune.hub import check_model_path
 from reftune.listening import bind, is_loopback
 from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, chat_request, completion_request,
                                     completion_response, error_body, models_response, parse_body)
@@ -64,6 +65,7 @@ def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = 
 def serve(config) -> None:
     """Bind the port (0: a free one), load the model, print the URL, serve until Ctrl-C."""
     served_name = config.served_name or config.model
+    check_model_path(config.model)  # a missing folder, or a run's folder for its model, before the slow imports
     listener = bind(config.host, config.port)  # a port in use is refused before the slow imports and loading
     try:
         import uvicorn
@@ -124,10 +126,6 @@ def announcing_server(uvicorn, config, announcement: str):
             print(announcement, flush=True)
 
     return AnnouncingServer(config)
-
-
-
-
 
 
 def tiny_tokenizer_texts(config) -> list[str] | None:
