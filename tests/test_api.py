@@ -117,3 +117,5 @@ def test_reward_fn_may_return_numpy_and_torch_scalars():
             user_rewards(lambda c, g, e: [bad], ["a"], [0], [None])
     with pytest.raises(ReftuneError, match="return a list of rewards"):
         user_rewards(lambda c, g, e: 0.5, ["a"], [0], [None])
+    with pytest.raises(ReftuneError, match="reward_fn must be a function"):
+        user_rewards("score", ["a"], [0], [None])

@@ -189,6 +189,8 @@ def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: lis
 def user_rewards(reward_fn: RewardFn, completions: list[str], golds: list, examples: list) -> list[float]:
     """reward_fn's scores, checked: one finite number per completion (a Python, numpy or 0-d torch
     number; not a bool, which is more likely a mistake than a reward)."""
+    if not callable(reward_fn):
+        raise ReftuneError(f"reward_fn must be a function (completions, golds, examples) -> rewards, got {reward_fn!r}")
     returned = reward_fn(completions, golds, examples)
     try:
         rewards = list(returned)
