@@ -93,7 +93,7 @@ def test_unknown_config_keys_and_bad_values_are_one_line_errors(tmp_path, capsys
 
 def test_unknown_model_at_the_cli_is_one_line_without_a_trace(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["eval", "--model", str(tmp_path / "nowhere"), "--limit", "1", "--output",
+    assert main(["eval", "--model", "no-such-org/nowhere", "--limit", "1", "--output",
                  str(tmp_path / "o"), "--report-to", "jsonl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reftune eval: error: unknown model") and "Traceback" not in err
