@@ -12,6 +12,7 @@ leaves the previous checkpoint as it was.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from reftune.errors import ReftuneError
+from reftune.tracking import strict_json
 
 TRAINER_STATE = "trainer_state.json"
 
@@ -59,7 +61,7 @@ def save_checkpoint(accelerator, output: str | Path, state: TrainerState, export
         accelerator.save_state(str(scratch / "state"))
         accelerator.wait_for_everyone()
         if main:
-            (scratch / TRAINER_STATE).write_text(json.dumps(asdict(state), indent=1))
+            (scratch / TRAINER_STATE).write_text(strict_json(asdict(state), indent=1))
             replace_folder(scratch, final)
             for old in complete_checkpoints(output)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +95,8 @@ def checkpoint_keeping_best(accelerator, output: str | Path, state: TrainerState
     """Record the step's dev score in `state` (None: not evaluated, as when interrupted), write the
     step's checkpoint, and copy its model to OUTPUT/best when it is the best so far. Returns a line for
     the progress bar."""
-    improved = score is not None and (state.best_score is None or score > state.best_score)
+    # a NaN score compares as neither better nor worse: it is never the best
+    improved = score is not None and math.isfinite(score) and (state.best_score is None or score > state.best_score)
     if improved:
         state.best_score, state.best_step = score, state.step
     checkpoint = save_checkpoint(accelerator, output, state, export, keep)

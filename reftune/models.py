@@ -27,7 +27,7 @@ from torch import nn
 from reftune.cache import cache_dir
 from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.errors import ReftuneError
-from reftune.hub import hub_reachable
+from reftune.hub import check_model_path, hub_reachable
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
@@ -135,7 +135,9 @@ def load_causal_lm(folder: str | os.PathLike):
 
 def from_folder_or_hub(load, name: str | os.PathLike, what: str):
     """`load(name)` from a local folder; else from the Hugging Face cache; else from the hub, when it
-    can be reached (asked once, in seconds: offline, an unknown name fails at once, not after retries)."""
+    can be reached (asked once, in seconds: offline, an unknown name fails at once, not after retries).
+    A name that can only be a path is never looked up on the hub."""
+    check_model_path(name)
     attempts = [{}] if Path(name).is_dir() else [{"local_files_only": True}, {}]
     for options in attempts:
         if options == {} and not Path(name).is_dir() and not hub_reachable():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import sys
 import time
 from pathlib import Path
@@ -46,12 +47,11 @@ class Tracker:
         if not self.enabled:
             return
         record = {"step": step, "time": round(time.time(), 3), **metrics}
-        self.jsonl.write(json.dumps(record, default=float) + "\n")
+        self.jsonl.write(strict_json(record) + "\n")
         self.jsonl.flush()
-        numbers = {k: float(v) for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        figures = {k: v for k, v in plain_json(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for writer in self.writers:
-            writer.log(numbers, step)
+            writer.log({k: float(v) for k, v in figures.items()}, step)
 
     def close(self) -> None:
         if self.enabled:
@@ -84,8 +84,38 @@ class _WandB:
         self.run.finish()
 
 
+def plain_json(value):
+    """`value` as JSON that every reader takes: numpy and 0-d torch numbers as Python numbers, and a
+    number that is not finite as None (null), since NaN and Infinity are not JSON (strict readers,
+    jq and JavaScript refuse them). Containers are converted through; other values are left as they are.
+
+    >>> plain_json({"loss": float("nan"), "n": [1, float("inf"), 0.5], "ok": True})
+    {'loss': None, 'n': [1, None, 0.5], 'ok': True}
+    """
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d tensor, a numpy scalar
+        value = value.item()
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def strict_json(value, **options) -> str:
+    """json.dumps of plain_json(value), refusing NaN and Infinity should any be left (options: indent,
+    default...)."""
+    return json.dumps(plain_json(value), allow_nan=False, **options)
+
+
 def cut_metrics(path: Path, last_step: int) -> None:
-    """Keep the records of steps <= last_step (rewritten under a scratch name, then renamed)."""
+    """Keep the records of steps <= last_step of a JSONL file whose lines carry a step (metrics.jsonl,
+    rollouts.jsonl), rewritten under a scratch name, then renamed."""
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]

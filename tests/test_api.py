@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import reftune
-from reftune import RLConfig, RLSummary, SFTSummary, rl
+from reftune import RLConfig, RLSummary, SFTConfig, SFTSummary, rl
 from reftune.errors import ReftuneError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -72,3 +72,50 @@ def test_reward_fn_replaces_the_answer_reward(tmp_path):
 def test_a_bad_reward_fn_is_named_in_one_line(tmp_path, reward_fn, message):
     with pytest.raises(ReftuneError, match=message):
         rl(RLConfig(**RL, output=str(tmp_path)), reward_fn=reward_fn)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"learning_rate": "fast"}, "learning_rate must be a finite number, got 'fast'"),
+    ({"max_steps": "3"}, "max_steps must be a whole number \\(or None\\), got '3'"),
+    ({"epochs": None}, "epochs must be a whole number, got None"),
+    ({"max_steps": 1.5}, "max_steps must be a whole number \\(or None\\), got 1.5"),
+    ({"progress": "no"}, "progress must be true or false, got 'no'"),
+])
+def test_a_field_of_the_wrong_kind_is_named_in_one_line(options, message):
+    with pytest.raises(ReftuneError, match=message) as refused:
+        SFTConfig(**options)
+    assert "\n" not in str(refused.value)
+
+
+def test_numpy_numbers_and_paths_are_stored_as_plain_values():
+    import numpy as np
+
+    config = SFTConfig(learning_rate=np.float32(0.5), max_steps=np.int64(3), epochs=2.0, output=Path("runs/x"))
+    assert (config.learning_rate, config.max_steps, config.epochs, config.output) == (0.5, 3, 2, "runs/x")
+    assert type(config.learning_rate) is float and type(config.max_steps) is int
+
+
+@pytest.mark.parametrize("stage, config", [(rl, SFTConfig()), (reftune.sft, RLConfig()),
+                                           (reftune.verifier, SFTConfig()), (reftune.evaluate, RLConfig())])
+def test_a_stage_given_another_stages_config_refuses_it_before_writing_anything(tmp_path, stage, config):
+    config.output = str(tmp_path / "run")
+    with pytest.raises(ReftuneError, match=f"takes \\w+Config, not {type(config).__name__}") as refused:
+        stage(config)
+    assert "\n" not in str(refused.value) and not (tmp_path / "run").exists()
+
+
+def test_reward_fn_may_return_numpy_and_torch_scalars():
+    import numpy as np
+    import torch
+
+    from reftune.stages.rl import user_rewards
+
+    given = [np.float32(0.5), np.int64(1), torch.tensor(0.25), torch.tensor(2), 0.75, 0]
+    assert user_rewards(lambda c, g, e: given, list("abcdef"), [0] * 6, [None] * 6) == [0.5, 1.0, 0.25, 2.0, 0.75, 0.0]
+    for bad in (np.bool_(True), torch.tensor(True), torch.tensor([1.0]), np.float64("nan"), torch.tensor(float("inf"))):
+        with pytest.raises(ReftuneError, match="every reward must be a finite number"):
+            user_rewards(lambda c, g, e: [bad], ["a"], [0], [None])
+    with pytest.raises(ReftuneError, match="return a list of rewards"):
+        user_rewards(lambda c, g, e: 0.5, ["a"], [0], [None])
+    with pytest.raises(ReftuneError, match="reward_fn must be a function"):
+        user_rewards("score", ["a"], [0], [None])

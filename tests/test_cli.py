@@ -109,7 +109,7 @@ def test_unknown_config_keys_and_bad_values_are_one_line_errors(tmp_path, capsys
 
 def test_unknown_model_at_the_cli_is_one_line_without_a_trace(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["eval", "--model", str(tmp_path / "nowhere"), "--limit", "1", "--output",
+    assert main(["eval", "--model", "no-such-org/nowhere", "--limit", "1", "--output",
                  str(tmp_path / "o"), "--report-to", "jsonl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reftune eval: error: unknown model") and "Traceback" not in err
@@ -126,3 +126,12 @@ def test_baseline_commands_refuse_bad_input_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_path_that_does_not_exist_is_one_line_for_every_command(tmp_path, capsys):
+    missing = str(tmp_path / "no" / "model")
+    for command in (["sft", "--model", missing, "--output", str(tmp_path / "sft")],
+                    ["eval", "--model", missing, "--output", str(tmp_path / "eval")]):
+        assert main([*command, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"model folder '{missing}' does not exist" in err

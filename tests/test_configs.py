@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from reftune.cli import configs
+from reftune.config.fields import field_kinds
 from reftune.options import read_yaml_options
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -61,3 +62,24 @@ def test_demo_learning_rates_follow_the_base_model():
     assert (scratch.sft_learning_rate, scratch.rl_learning_rate) == (1e-3, 1e-4)  # a tiny model from scratch
     assert (pretrained.sft_learning_rate, pretrained.rl_learning_rate) == (2e-5, 3e-6)  # the paper's, 125M
     assert DemoConfig(model="smollm2-135m", sft_learning_rate=1e-4).sft_learning_rate == 1e-4
+
+
+FLOAT_OPTIONS = [(command, name) for command, cls in sorted(configs().items())
+                 for name, (kind, _) in field_kinds(cls).items() if kind is float]
+
+
+@pytest.mark.parametrize("command, name", FLOAT_OPTIONS, ids=lambda x: x)
+def test_every_float_option_refuses_infinity_and_nan(command, name):
+    from reftune.errors import ReftuneError
+
+    for value in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ReftuneError, match=f"^{name} must be a finite number"):
+            configs()[command](**{name: value})
+
+
+def test_a_non_finite_learning_rate_is_one_line_at_the_command_line(tmp_path, capsys):
+    from reftune.cli import main
+
+    assert main(["sft", "--learning-rate", "inf", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == "reftune sft: error: learning_rate must be a finite number, got inf\n"
+    assert not (tmp_path / "run").exists()

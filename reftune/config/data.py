@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reftune.config.fields import check_fields
 from reftune.errors import ReftuneError
 
 SOURCES = ("notes", "model")
@@ -71,6 +72,7 @@ class AnnotateConfig:
     """Show a progress bar with the coverage so far."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("task", "data", "output"):
             if not getattr(self, name):
                 raise ReftuneError(f"annotate needs --{name}")
@@ -105,7 +107,12 @@ class ServeConfig:
     served_name: str | None = None
     """The model name clients ask for (shown by /v1/models); default: --model as given."""
     max_batch: int = 16
-    """Most requests answered by one sampling call."""
+    """Most completions computed by one sampling call: requests waiting together share calls, and a
+    larger request is answered in pieces of this size (it bounds the memory a request takes)."""
+    max_request_rows: int = 64
+    """Most completions one request may ask for (its prompts x n); a larger request is refused (400)."""
+    max_body_bytes: int = 1_000_000
+    """Largest request body in bytes; a larger one is refused (400) without being read."""
     max_tokens_limit: int = 1024
     """Largest max_tokens a request may ask for."""
     tiny_task: str = "arithmetic"
@@ -114,9 +121,11 @@ class ServeConfig:
     """Seeds sampling (and, for tiny, the random weights)."""
 
     def __post_init__(self):
+        check_fields(self)
         if not self.model:
             raise ReftuneError("serve needs a model: reftune serve MODEL (a folder, hub id, smollm2-135m or tiny)")
         if not 0 <= self.port <= 65535:
             raise ReftuneError(f"--port must be in 0..65535 (0 picks a free port), got {self.port}")
-        if self.max_batch < 1 or self.max_tokens_limit < 1:
-            raise ReftuneError("--max-batch and --max-tokens-limit must be at least 1")
+        for name in ("max_batch", "max_request_rows", "max_body_bytes", "max_tokens_limit"):
+            if getattr(self, name) < 1:
+                raise ReftuneError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

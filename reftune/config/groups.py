@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reftune.config.fields import check_fields
 from reftune.errors import ReftuneError
 
 
@@ -188,8 +189,10 @@ class TrainingSamplesOptions:
 
 
 def check_common(config) -> None:
+    """What every config with a task checks, its field types first (so the checks after compare numbers)."""
     from reftune.tasks import STYLES, TASKS
 
+    check_fields(config)
     if config.task not in TASKS:
         raise ReftuneError(f"unknown task {config.task!r}: use one of {sorted(TASKS)}")
     if config.style not in STYLES:

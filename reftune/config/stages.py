@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reftune.config.fields import check_fields
 from reftune.errors import ReftuneError
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,
                                    TrainingOptions, check_common, require_at_least_one)
@@ -279,6 +280,7 @@ class DemoConfig(RunOptions):
     """--all-methods: lr of the verifier, initialised from the warm-up model."""
 
     def __post_init__(self):
+        check_fields(self)
         require_at_least_one(self, "self_training_samples", "train_questions", "dev_questions", "test_questions", "warmup_epochs",
                              "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         require_at_least_one(self, "rl_steps")

@@ -1,20 +1,26 @@
 """`reftune serve MODEL`: an OpenAI-compatible HTTP server (Starlette routes on uvicorn) over any model
-reftune loads. Each route parses the body (reftune.serve.protocol), hands the request to the Batcher
-and returns JSON; a bad request is a 400 (404 for an unknown model or path) with a JSON error, and
-nothing a client sends stops the server."""
+reftune loads. Each route reads the body (at most max_body_bytes), parses it (reftune.serve.protocol)
+and hands the request to the Batcher on a worker thread (tokenising a long prompt must not hold up the
+other routes), then returns JSON; a bad request is a 400 (404 for an unknown model or path) with a
+JSON error, and nothing a client sends stops the server."""
 from __future__ import annotations
 
 import asyncio
-import json
 
+from reftune.hub import check_model_path
 from reftune.listening import bind, is_loopback
-from reftune.serve.protocol import (BadRequest, chat_request, completion_request, completion_response, error_body,
-                                    models_response)
+from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, chat_request, completion_request,
+                                    completion_response, error_body, models_response, parse_body)
+
+DEFAULT_MAX_BODY_BYTES = 1_000_000  # far more text than any model's context: `reftune serve --max-body-bytes`
+DRAIN_FACTOR = 16  # how much of a body over the limit is read (and dropped) so that its sender gets the 400
 
 
-def build_app(batcher, served_name: str, max_tokens_limit: int):
+def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = DEFAULT_MAX_ROWS,
+              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
     """The Starlette app; `batcher` is a reftune.serve.batcher.Batcher (anything with submit())."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -22,15 +28,16 @@ def build_app(batcher, served_name: str, max_tokens_limit: int):
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse(error_body(message, status), status_code=status)
 
+    def submit(raw: bytes, parse):
+        """On a worker thread: the parsed request and the future of its generations."""
+        generation_request = parse(parse_body(raw), served_name, max_tokens_limit, max_rows)
+        return generation_request, batcher.submit(generation_request)
+
     async def generate(request, parse, chat: bool) -> JSONResponse:
         try:
-            body = json.loads(await request.body())
-            generation_request = parse(body, served_name, max_tokens_limit)
-            generations = await asyncio.wrap_future(batcher.submit(generation_request))
-        except json.JSONDecodeError as exc:
-            return error(f"the body is not valid JSON ({exc.msg} at position {exc.pos})", 400)
-        except UnicodeDecodeError:
-            return error("the body is not UTF-8 text", 400)
+            raw = await read_body(request, max_body_bytes)
+            generation_request, future = await run_in_threadpool(submit, raw, parse)
+            generations = await asyncio.wrap_future(future)
         except BadRequest as exc:
             return error(str(exc), exc.status)
         except Exception as exc:  # the model failed on this batch; the server goes on
@@ -58,6 +65,7 @@ def build_app(batcher, served_name: str, max_tokens_limit: int):
 def serve(config) -> None:
     """Bind the port (0: a free one), load the model, print the URL, serve until Ctrl-C."""
     served_name = config.served_name or config.model
+    check_model_path(config.model)  # a missing folder, or a run's folder for its model, before the slow imports
     listener = bind(config.host, config.port)  # a port in use is refused before the slow imports and loading
     try:
         import uvicorn
@@ -75,7 +83,7 @@ def serve(config) -> None:
         raise
     host, port = listener.getsockname()[:2]
     batcher = Batcher(policy, config.max_batch, config.seed)
-    app = build_app(batcher, served_name, config.max_tokens_limit)
+    app = build_app(batcher, served_name, config.max_tokens_limit, config.max_request_rows, config.max_body_bytes)
     if not is_loopback(config.host):
         print(f"serve: warning: listening on {config.host}, reachable from other machines; the server has no "
               f"authentication", flush=True)
@@ -91,6 +99,23 @@ def serve(config) -> None:
     print("serve: stopped", flush=True)
 
 
+async def read_body(request, limit: int) -> bytes:
+    """The body, refused when it passes `limit` bytes: the server never holds more than that. The rest
+    is read and dropped, up to DRAIN_FACTOR times the limit, since a client still sending when the
+    answer comes sees a reset connection, not the 400 saying why; beyond that the connection is cut."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_FACTOR * limit:
+            break
+    if size > limit:
+        raise BadRequest(f"the body is {'over ' if size > DRAIN_FACTOR * limit else ''}{size} bytes, more than "
+                         f"the {limit} this server takes: send less, or start the server with a higher --max-body-bytes")
+    return b"".join(chunks)
+
+
 def announcing_server(uvicorn, config, announcement: str):
     """A uvicorn server that prints `announcement` once it is up, with its Ctrl-C handling in place: a
     client (or a test) that waits for the URL can then rely on it."""
@@ -101,10 +126,6 @@ def announcing_server(uvicorn, config, announcement: str):
             print(announcement, flush=True)
 
     return AnnouncingServer(config)
-
-
-
-
 
 
 def tiny_tokenizer_texts(config) -> list[str] | None:

@@ -1,8 +1,10 @@
 """Batching: requests that arrive while the model is busy (or within a few milliseconds of each other)
-are answered by one `reftune.rollout.sample` call per set of sampling parameters. The model runs on
-one thread; the web server only waits on futures."""
+are answered together, by `reftune.rollout.sample` calls of at most max_batch rows per set of sampling
+parameters (a large request is answered in pieces, so memory is bounded by max_batch, not by the
+request). The model runs on one thread; the web server only waits on futures."""
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 from collections import defaultdict
@@ -31,6 +33,9 @@ class _Job:
 class Batcher:
     def __init__(self, policy, max_batch: int, seed: int):
         self.policy = policy
+        # Requests are tokenised on the web server's worker threads while the model's thread samples:
+        # a tokenizer of their own, since encoding with padding mutates the one sampling uses.
+        self.counting_tokenizer = copy.deepcopy(policy.tokenizer)
         self.max_batch = max_batch
         self.generator = torch.Generator().manual_seed(seed)
         self.context = int(getattr(policy.model.config, "max_position_embeddings", 0) or 0)
@@ -40,9 +45,10 @@ class Batcher:
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> Future:
-        """Queue a request; a prompt the model cannot take raises BadRequest here, at once."""
+        """Queue a request; a prompt the model cannot take raises BadRequest here, at once. It tokenises
+        the prompts: call it off the event loop (a prompt of megabytes takes seconds)."""
         texts = [self.render(prompt) for prompt in request.prompts]
-        lengths = [len(self.policy.tokenizer(text)["input_ids"]) for text in texts]
+        lengths = [len(self.counting_tokenizer(text)["input_ids"]) for text in texts]
         for length in lengths:
             if length == 0:
                 raise BadRequest("the prompt is empty")
@@ -60,7 +66,7 @@ class Batcher:
     def render(self, prompt) -> str:
         if isinstance(prompt, str):
             return prompt
-        rendered = render_chat(self.policy.tokenizer, prompt)
+        rendered = render_chat(self.counting_tokenizer, prompt)
         if rendered is None:
             raise BadRequest("this model has no chat template: use /v1/completions with a plain prompt")
         return rendered
@@ -95,26 +101,30 @@ class Batcher:
         return jobs
 
     def _answer(self, jobs: list[_Job], params: SamplingParams) -> None:
-        """One sampling call for all rows of `jobs`; each future gets its own rows. A failure fails
-        these requests (a 500 each), never the server."""
+        """All rows of `jobs`, sampled max_batch rows per call; each future gets its own rows. A failure
+        fails these requests (a 500 each), never the server."""
         prompts = [text for job in jobs for text in job.texts for _ in range(job.request.n)]
+        texts, finished, tokens_out = [], [], []
         try:
-            rollout = sample(self.policy.model, self.policy.tokenizer, prompts, params, generator=self.generator)
+            for start in range(0, len(prompts), self.max_batch):
+                piece = prompts[start:start + self.max_batch]
+                rollout = sample(self.policy.model, self.policy.tokenizer, piece, params, generator=self.generator)
+                self.batch_sizes.append(len(piece))
+                texts += rollout.texts
+                finished += rollout.finished.tolist()
+                tokens_out += rollout.response_mask.sum(dim=1).tolist()
         except Exception as exc:  # the server must outlive whatever one batch does
             for job in jobs:
                 job.future.set_exception(exc)
             return
-        self.batch_sizes.append(len(prompts))
-        tokens_out = rollout.response_mask.sum(dim=1).tolist()
         row = 0
         for job in jobs:
             generations = []
             for prompt_tokens in job.prompt_tokens:
                 for _ in range(job.request.n):
-                    text, stopped = cut_at_stop(rollout.texts[row], job.request.stop)
-                    finished = stopped or bool(rollout.finished[row])
+                    text, stopped = cut_at_stop(texts[row], job.request.stop)
                     generations.append(Generation(text, prompt_tokens, int(tokens_out[row]),
-                                                  "stop" if finished else "length"))
+                                                  "stop" if stopped or finished[row] else "length"))
                     row += 1
             job.future.set_result(generations)
 

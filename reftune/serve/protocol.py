@@ -11,11 +11,15 @@ reftune.serve.protocol.BadRequest: 'prompt' must be a string or a list of string
 """
 from __future__ import annotations
 
+import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
 
 DEFAULT_MAX_TOKENS = 256
+GREEDY_BELOW = 1e-5  # a temperature below this samples as greedy decoding does (vLLM's _SAMPLING_EPS)
+DEFAULT_MAX_ROWS = 64  # completions one request may ask for (prompts x n): `reftune serve --max-request-rows`
 
 
 class BadRequest(Exception):
@@ -49,7 +53,24 @@ class Generation:
     finish_reason: str  # "stop" (a stop token or string) or "length"
 
 
-def completion_request(body, served_name: str, max_tokens_limit: int) -> GenerationRequest:
+def parse_body(raw: bytes):
+    """The request body as JSON, strictly: NaN and Infinity are not JSON numbers, and a body nested
+    deeper than the parser goes is refused like any other malformed body (a 400, not a 500)."""
+    def refuse(constant: str):
+        raise BadRequest(f"the body is not valid JSON: {constant} is not a JSON number (send a finite number)")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply to be a request") from None
+
+
+def completion_request(body, served_name: str, max_tokens_limit: int,
+                       max_rows: int = DEFAULT_MAX_ROWS) -> GenerationRequest:
     body = _object(body)
     prompt = body.get("prompt")
     if isinstance(prompt, str):
@@ -58,10 +79,12 @@ def completion_request(body, served_name: str, max_tokens_limit: int) -> Generat
         prompts = list(prompt)
     else:
         raise BadRequest("'prompt' must be a string or a list of strings")
-    return _request(body, prompts, served_name, max_tokens_limit, chat=False)
+    for text in prompts:
+        _text(text, "prompt")
+    return _request(body, prompts, served_name, max_tokens_limit, max_rows, chat=False)
 
 
-def chat_request(body, served_name: str, max_tokens_limit: int) -> GenerationRequest:
+def chat_request(body, served_name: str, max_tokens_limit: int, max_rows: int = DEFAULT_MAX_ROWS) -> GenerationRequest:
     body = _object(body)
     messages = body.get("messages")
     valid = isinstance(messages, list) and messages and all(
@@ -69,8 +92,18 @@ def chat_request(body, served_name: str, max_tokens_limit: int) -> GenerationReq
         for m in messages)
     if not valid:
         raise BadRequest("'messages' must be a non-empty list of {role: system|user|assistant, content: string}")
-    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return _request(body, [messages], served_name, max_tokens_limit, chat=True)
+    messages = [{"role": m["role"], "content": _text(m["content"], "messages")} for m in messages]
+    return _request(body, [messages], served_name, max_tokens_limit, max_rows, chat=True)
+
+
+def _text(text: str, key: str) -> str:
+    """`text` when it is text a tokenizer can take; JSON lets a lone surrogate (\\ud800) through."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"'{key}' holds {exc.object[exc.start:exc.end]!r}, a lone surrogate, not text: "
+                         f"send valid UTF-8") from None
+    return text
 
 
 def _object(body) -> dict:
@@ -79,22 +112,29 @@ def _object(body) -> dict:
     return body
 
 
-def _request(body: dict, prompts: list, served_name: str, max_tokens_limit: int, chat: bool) -> GenerationRequest:
+def _request(body: dict, prompts: list, served_name: str, max_tokens_limit: int, max_rows: int,
+             chat: bool) -> GenerationRequest:
     model = body.get("model")
     if model is not None and model != served_name:
         raise BadRequest(f"model {model!r} not found: this server serves {served_name!r}", status=404)
     max_tokens = _number(body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens",
                          min(DEFAULT_MAX_TOKENS, max_tokens_limit), int, 1, max_tokens_limit)
     temperature = _number(body, "temperature", 1.0, float, 0.0, 10.0)
+    if temperature < GREEDY_BELOW:  # logits / 1e-300 overflow to inf: as good as greedy, so greedy (vLLM's rule)
+        temperature = 0.0
     top_p = _number(body, "top_p", 1.0, float, 1e-6, 1.0)
-    n = _number(body, "n", 1, int, 1, 64)
+    n = _number(body, "n", 1, int, 1, max_rows)
+    if len(prompts) * n > max_rows:
+        raise BadRequest(f"this request asks for {len(prompts) * n} completions ({len(prompts)} prompts x n={n}); "
+                         f"the server answers at most {max_rows} per request: split it, or start the server "
+                         f"with a higher --max-request-rows")
     stop = body.get("stop")
     if stop is None:
         stop = ()
     elif isinstance(stop, str):
-        stop = (stop,)
+        stop = (_text(stop, "stop"),)
     elif isinstance(stop, list) and len(stop) <= 8 and all(isinstance(s, str) and s for s in stop):
-        stop = tuple(stop)
+        stop = tuple(_text(s, "stop") for s in stop)
     else:
         raise BadRequest("'stop' must be a string or a list of up to 8 non-empty strings")
     if body.get("stream"):
@@ -106,7 +146,8 @@ def _number(body: dict, key: str, default, kind, low, high):
     value = body.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (kind is int and value != int(value))):
         raise BadRequest(f"'{key}' must be a{'n integer' if kind is int else ' number'}, got {value!r}")
     if not low <= value <= high:
         raise BadRequest(f"'{key}' must be between {low} and {high}, got {value}")

@@ -14,6 +14,7 @@ import torch
 
 from reftune import __version__
 from reftune.config import parse_task_options
+from reftune.checkpoint import complete_checkpoints
 from reftune.cpu_linear import chosen_path
 from reftune.errors import ReftuneError
 from reftune.models import TinySpec, load_policy, tokenizer_of
@@ -27,10 +28,20 @@ RUN_RECORD = "run.json"  # which command made a folder: a later command may not 
 LOCK_FILE = ".lock"
 
 
-def output_folder(config, stage: str, resume: bool = False, main: bool = True) -> Path:
+def require_config(config, function: str, expected: type) -> None:
+    """Refuse, before anything is written, a config made for another stage (rl(SFTConfig(...)) would
+    otherwise fail halfway, on a field RLConfig has and SFTConfig lacks)."""
+    if not isinstance(config, expected):
+        raise ReftuneError(f"{function}() takes {expected.__name__}, not {type(config).__name__}: build the "
+                           f"config of the stage you call, {function}({expected.__name__}(...))")
+
+
+def output_folder(config, stage: str, resume: bool = False, main: bool = True, training: bool = False) -> Path:
     """config.output (or a new runs/<stage>-<time>, written back to the config), created, locked for
-    this process and checked: a fresh run takes only an empty folder, a resumed one only a folder that
-    a run of the same stage made. Nothing another run wrote is ever replaced. Under `accelerate
+    this process and checked: a fresh run takes only an empty folder, or, for a `training` stage, one
+    where a run of the same stage stopped before its first checkpoint (which holds nothing a later run
+    needs: the retry starts at step 0 and cuts what that attempt logged); a resumed one only a folder
+    that a run of the same stage made. Nothing another run wrote is ever replaced. Under `accelerate
     launch` the main process alone locks and checks; the others share its folder."""
     if not config.output:
         config.output = str(Path("runs") / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -45,9 +56,9 @@ def output_folder(config, stage: str, resume: bool = False, main: bool = True) -
     hold_lock(folder)
     record = folder / RUN_RECORD
     made_by = json.loads(record.read_text()).get("stage") if record.exists() else None
-    # A run that stopped before its first step (a bad option, say) left only its record: retrying the
-    # same stage may take the folder over.
     others = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK_FILE, RUN_RECORD, CONFIG_FILE))
+    if training and made_by == stage and not complete_checkpoints(folder):
+        others = []  # a retry of a run that failed before its first checkpoint may take the folder over
     others = others if others or made_by in (None, stage) else [RUN_RECORD]
     if resume and made_by is None:
         raise ReftuneError(f"--resume: {folder} holds no complete checkpoint to continue from (no run was "

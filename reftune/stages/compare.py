@@ -16,9 +16,10 @@ from reftune.config import CompareConfig, EvalConfig, parse_runs, parse_task_opt
 from reftune.errors import ReftuneError
 from reftune.options import config_to_yaml
 from reftune.report import bar_chart, example_completions, markdown_table, write_html
-from reftune.stages.common import announce, output_folder, release_lock
+from reftune.stages.common import announce, output_folder, release_lock, require_config
 from reftune.stages.evaluate import evaluate
 from reftune.tasks import get_task
+from reftune.tracking import strict_json
 from reftune.verification import verify_cots, wrong_step_share
 
 
@@ -81,7 +82,7 @@ def write_comparison(folder: Path, title: str, summary_line: str, results: dict[
     chart = bar_chart(folder / "plots" / "methods.png", title,
                       {name: {"top-1": r["top1"], f"vote@{num_samples}": r["vote"], f"rerank@{num_samples}": r["rerank"]}
                        for name, r in results.items()})
-    (folder / "compare.json").write_text(json.dumps(results, indent=1))
+    (folder / "compare.json").write_text(strict_json(results, indent=1))
     (folder / "compare.md").write_text(f"# {title}\n\n{summary_line}\n\n{markdown_table(headers, rows)}\n")
     examples = {name: example_completions(Path(r["greedy_samples"]), right=1, wrong=1) for name, r in results.items()}
     return write_html(folder / "report.html", title, summary_line, headers, rows, [chart, *plots], examples,
@@ -89,6 +90,7 @@ def write_comparison(folder: Path, title: str, summary_line: str, results: dict[
 
 
 def compare(config: CompareConfig) -> dict:
+    require_config(config, "compare", CompareConfig)
     started = time.perf_counter()
     folder = output_folder(config, "compare")
     announce("compare", config, folder)

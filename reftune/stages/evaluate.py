@@ -2,7 +2,6 @@
 top-1 accuracy, majority vote and pass@k. `reftune eval` and `reftune sample` run `evaluate`."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 
@@ -11,10 +10,11 @@ from reftune.config.stages import candidate_temperatures
 from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
-                                   seed_everything, use_prompt_format, write_atomically)
+                                   require_config, seed_everything, use_prompt_format, write_atomically)
 from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
 from reftune.summaries import EvalSummary
 from reftune.tasks import Task
+from reftune.tracking import strict_json
 
 
 def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:
@@ -62,6 +62,7 @@ def votes_by_temperature(accelerator, task: Task, policy, config: EvalConfig, ma
 def evaluate(config: EvalConfig) -> EvalSummary:
     """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
     # 1. the run folder, the data and the model
+    require_config(config, "evaluate", EvalConfig)
     accelerator = build_accelerator()
     main, stage = accelerator.is_main_process, "sample" if isinstance(config, SampleConfig) else "eval"
     folder = output_folder(config, stage, main=main)
@@ -90,6 +91,6 @@ def evaluate(config: EvalConfig) -> EvalSummary:
                           dev_votes=dev_votes, seconds=round(time.perf_counter() - started, 2))
     if main:
         write_samples(folder / f"{config.split}-samples.jsonl", task, results)
-        write_atomically(folder / "summary.json", json.dumps(summary.as_json(), indent=1))
+        write_atomically(folder / "summary.json", strict_json(summary.as_json(), indent=1))
         release_lock(folder)
     return summary

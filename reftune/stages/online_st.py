@@ -28,7 +28,7 @@ from reftune.stages.samples import greedy_accuracy
 
 def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     """Run Online-ST from the warm-up model; returns a summary."""
-    run = Run(config, "online-st", seed_per_process=True)  # each process samples differently
+    run = Run(config, "online-st", OnlineSTConfig, seed_per_process=True)  # each process samples differently
     accelerator, processes = run.accelerator, run.accelerator.num_processes
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -42,7 +42,7 @@ def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     optimizer = adamw(trainable, config.learning_rate, config.weight_decay)
     model, optimizer = run.prepare(policy.model, optimizer)  # and, resuming, weights, optimizer, RNG
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps)
+    run.begin(total_steps, finite=("gold_nll", "grad_norm"))
     params = config.sampling_params(config.num_samples_per_question)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)

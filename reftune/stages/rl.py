@@ -11,8 +11,8 @@ reference is the same weights with the adapters switched off.
 from __future__ import annotations
 
 import copy
-import json
 import math
+import numbers
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +38,13 @@ from reftune.stages.ppo import Experience, ppo_update, reference_forward
 from reftune.stages.run import Run
 from reftune.stages.samples import greedy_accuracy
 from reftune.summaries import RLSummary
+from reftune.tracking import strict_json
 
 ROLLOUTS_FILE = "rollouts.jsonl"
+# ppo_update skips an update whose loss or gradient is not finite (and counts it in skipped_updates);
+# one such step is a glitch the run outlives, as many in a row are a run that can no longer learn.
+UPDATE_FIGURES = ("policy_loss", "value_loss", "kl_loss", "grad_norm")
+NON_FINITE_PATIENCE = 3
 
 
 @contextmanager
@@ -75,7 +80,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     """Run ReFT's RL stage; returns a summary. Every step is numbered as in the paper's algorithm.
     reward_fn(completions, golds, examples) -> one float per completion replaces the answer reward
     (golds and examples are given per completion, so K samples of a question repeat its gold)."""
-    run = Run(config, "rl", seed_per_process=True)  # each process samples differently
+    run = Run(config, "rl", RLConfig, seed_per_process=True)  # each process samples differently
     accelerator = run.accelerator
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -92,7 +97,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps)
+    run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE, logs=(ROLLOUTS_FILE,))
     params = config.sampling_params(config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
@@ -182,15 +187,39 @@ def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: lis
 
 
 def user_rewards(reward_fn: RewardFn, completions: list[str], golds: list, examples: list) -> list[float]:
-    """reward_fn's scores, checked: one finite number per completion."""
-    rewards = list(reward_fn(completions, golds, examples))
+    """reward_fn's scores, checked: one finite number per completion (a Python, numpy or 0-d torch
+    number; not a bool, which is more likely a mistake than a reward)."""
+    if not callable(reward_fn):
+        raise ReftuneError(f"reward_fn must be a function (completions, golds, examples) -> rewards, got {reward_fn!r}")
+    returned = reward_fn(completions, golds, examples)
+    try:
+        rewards = list(returned)
+    except TypeError:
+        raise ReftuneError(f"reward_fn returned {returned!r}: return a list of rewards, one per completion") from None
     if len(rewards) != len(completions):
         raise ReftuneError(f"reward_fn returned {len(rewards)} rewards for {len(completions)} completions: "
                            f"return one per completion")
-    bad = [r for r in rewards if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r)]
-    if bad:
-        raise ReftuneError(f"reward_fn returned {bad[0]!r}: every reward must be a finite number")
-    return [float(r) for r in rewards]
+    values = [reward_number(r) for r in rewards]
+    if None in values:
+        bad = rewards[values.index(None)]
+        raise ReftuneError(f"reward_fn returned {bad!r}: every reward must be a finite number (int, float, a numpy "
+                           f"scalar or a 0-d tensor; not a bool)")
+    return values
+
+
+def reward_number(reward) -> float | None:
+    """`reward` as a float, or None when it is not a finite real number.
+
+    >>> reward_number(torch.tensor(0.5)), reward_number(1), reward_number(True), reward_number(float("nan"))
+    (0.5, 1.0, None, None)
+    """
+    if isinstance(reward, torch.Tensor):
+        if reward.ndim or reward.dtype == torch.bool or reward.is_complex():
+            return None
+        reward = reward.item()
+    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(float(reward)):
+        return None
+    return float(reward)
 
 
 def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,
@@ -294,10 +323,10 @@ def log_rollouts(path, step: int, scored: Scored, limit: int, num_samples: int) 
     with open(path, "a") as out:
         for index, question in enumerate(scored.questions[:limit]):
             rows = slice(index * num_samples, (index + 1) * num_samples)
-            out.write(json.dumps({"step": step, "id": question.id, "question": question.question,
-                                  "gold": question.answer, "samples": scored.rollout.texts[rows],
-                                  "answers": scored.answers[rows], "rewards": scores[rows],
-                                  "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
+            out.write(strict_json({"step": step, "id": question.id, "question": question.question,
+                                   "gold": question.answer, "samples": scored.rollout.texts[rows],
+                                   "answers": scored.answers[rows], "rewards": scores[rows],
+                                   "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
 
 
 def step_metrics(accelerator, scores, kl, response, values, returns, update: dict, times: dict,

@@ -3,24 +3,29 @@ this process), its saved config, the checkpoint it resumes from, the step it sta
 sinks and progress bar, the clock (summed over resumes), Ctrl-C handling and the checkpoint / best
 bookkeeping. A stage's loop stays inline and reads like the paper's algorithm box around it:
 
-    run = Run(config, "sft")
+    run = Run(config, "sft", SFTConfig)
     ... data, model, optimizer ...
     model, optimizer = run.prepare(model, optimizer)   # and, with --resume, weights, optimizer, RNG, step
-    run.begin(total_steps)
+    run.begin(total_steps, finite=("loss", "grad_norm"))
     for step in range(run.state.step, total_steps):
         ... one step ...
-        run.step_done(metrics)
+        run.step_done(metrics)        # a loss or gradient that is not finite stops the run here
         if run.due(every):            # the cadence, the last step, a time budget, Ctrl-C, a stop
             run.checkpoint(evaluate, export, epoch)
         if run.stopping:
             break
     return run.finish(SFTSummary, **extra)         # the stage's typed summary, also written as summary.json
+
+A run that diverges is never kept: a step that leaves the weights non-finite, or whose watched figures
+(loss, grad norm) are not finite (for `patience` steps in a row), stops the run at once with one line
+naming the step and the last checkpoint, so no checkpoint ever holds non-finite weights or is chosen
+as the best after the run went wrong.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import math
 import shlex
 import signal
 import sys
@@ -31,15 +36,15 @@ from typing import Callable
 import torch
 
 from reftune import checkpoint
-from reftune.checkpoint import TrainerState, latest_checkpoint
+from reftune.checkpoint import TrainerState, complete_checkpoints
 from reftune.config import sinks
 from reftune.errors import ReftuneError
 from reftune.options import config_from_yaml_text
 from reftune.sharding import gathered, is_sharded, quiet_view_warning, refuse_lora, refuse_unsupported, whole_weights
 from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
-                                   seed_everything, write_atomically)
+                                   require_config, seed_everything, write_atomically)
 from reftune.summaries import TrainingSummary
-from reftune.tracking import RunBar, Tracker
+from reftune.tracking import RunBar, Tracker, cut_metrics, strict_json
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it
 # reports, and whether it recomputes activations to save memory (the same training either way).
@@ -60,16 +65,18 @@ def changed_options(saved: dict, config) -> dict[str, tuple]:
             if name in now and name not in RESUMABLE_OPTIONS and saved[name] != now[name]}
 
 
-def refuse_changed_options(config, folder: Path) -> None:
-    """On resume: refuse any change outside RESUMABLE_OPTIONS, naming each option, old and new."""
+def refuse_changed_options(config, folder: Path, checkpointed: bool) -> None:
+    """On resume: refuse any change outside RESUMABLE_OPTIONS, naming each option, old and new (even
+    before the first checkpoint: a resumed run reuses the samples its first attempt drew)."""
     path = folder / CONFIG_FILE
     if path.exists():
         changes = changed_options(config_from_yaml_text(path.read_text()), config)
         if changes:
             listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
+            fresh = ("drop --resume to start it afresh in the same folder (it has no checkpoint yet)" if not checkpointed
+                     else "start a new run in a new --output")
             raise ReftuneError(f"--resume with other options than the run in {folder} was started with ({listed}); "
-                               f"only {', '.join(RESUMABLE_OPTIONS[1:])} may change: drop the others, or start a "
-                               f"new run in a new --output")
+                               f"only {', '.join(RESUMABLE_OPTIONS[1:])} may change: drop the others, or {fresh}")
 
 
 def resume_command(folder: Path) -> str:
@@ -83,19 +90,25 @@ def resume_command(folder: Path) -> str:
 
 
 class Run:
-    """One training run of `stage` (see the module docstring for how a stage uses it)."""
+    """One training run of `stage` (see the module docstring for how a stage uses it); `config` must be
+    a `config_type`, checked before anything is written."""
 
-    def __init__(self, config, stage: str, seed_per_process: bool = False):
+    def __init__(self, config, stage: str, config_type: type, seed_per_process: bool = False):
+        require_config(config, stage.replace("-", "_"), config_type)
         self.config, self.stage = config, stage
         self.accelerator = build_accelerator()
         refuse_unsupported(self.accelerator, stage)
         self.main = self.accelerator.is_main_process
-        self.folder = output_folder(config, stage, config.resume, self.main)
-        self.resume_from = latest_checkpoint(self.folder) if config.resume else None
+        self.folder = output_folder(config, stage, config.resume, self.main, training=True)
+        # A run that failed before its first checkpoint is resumed from step 0 (with the samples it drew)
+        checkpoints = complete_checkpoints(self.folder) if config.resume else []
+        self.resume_from = checkpoints[-1] if checkpoints else None
         if self.main:
             if config.resume:
-                refuse_changed_options(config, self.folder)
-            announce(stage, config, self.folder, f" (resuming from {self.resume_from.name})" if self.resume_from else "")
+                refuse_changed_options(config, self.folder, bool(checkpoints))
+            note = (f" (resuming from {self.resume_from.name})" if self.resume_from else
+                    " (no checkpoint was written yet: starting from step 0)" if config.resume else "")
+            announce(stage, config, self.folder, note)
         # Each process samples differently in the on-policy stages; the rest see the same draws.
         seed_everything(config.seed + (self.accelerator.process_index if seed_per_process else 0))
         self.state = TrainerState()
@@ -130,13 +143,22 @@ class Run:
             self.accelerator.load_state(str(self.resume_from / "state"))
             self.state = TrainerState.read(self.resume_from)
 
-    def begin(self, total_steps: int, metric: str = "dev_accuracy", tracked: dict | None = None) -> None:
-        """Open the metric sinks (cut back to the checkpoint's step on resume) and the bar; start the
-        clock; take over Ctrl-C. `tracked`: extra fields for the sinks' run config."""
+    def begin(self, total_steps: int, metric: str = "dev_accuracy", tracked: dict | None = None,
+              finite: tuple[str, ...] = (), patience: int = 1, logs: tuple[str, ...] = ()) -> None:
+        """Open the metric sinks and the bar; start the clock; take over Ctrl-C. `tracked`: extra fields
+        for the sinks' run config. `finite`: the step metrics (loss, grad norm) that stop the run when
+        they are not finite for `patience` steps in a row. What an earlier attempt logged after the step
+        this run starts at (the checkpoint's, or 0) is cut from metrics.jsonl, TensorBoard and the
+        stage's own JSONL `logs`, so each step is logged once."""
         config = self.config
         self.total_steps, self.metric = total_steps, metric
+        self.finite, self.patience, self.non_finite_steps = finite, patience, 0
+        earlier = self.resume_from or (self.folder / "metrics.jsonl").exists()  # or a retry that took it over
+        cut_at = self.state.step if earlier else None
         self.tracker = Tracker(self.folder, sinks(config.report_to), {**dataclasses.asdict(config), **(tracked or {})},
-                               enabled=self.main, resumed_at=self.state.step if self.resume_from else None)
+                               enabled=self.main, resumed_at=cut_at)
+        for name in logs if self.main and cut_at is not None else ():
+            cut_metrics(self.folder / name, cut_at)
         self.bar = RunBar(self.stage, total_steps, self.state.step, config.progress and self.main,
                           config.max_seconds, self.state.seconds)
         self.seconds_before, self.clock = self.state.seconds, time.perf_counter()
@@ -147,10 +169,20 @@ class Run:
         return self.seconds_before + time.perf_counter() - self.clock
 
     def step_done(self, metrics: dict, **figures) -> None:
-        """Count the step, log its metrics, advance the bar (figures: shown beside it)."""
+        """Count the step, log its metrics, advance the bar (figures: shown beside it); stop a run whose
+        watched metrics have not been finite for `patience` steps (all processes see the same figures)."""
         self.state.step += 1
         self.tracker.log(metrics, self.state.step)
         self.bar.advance(self.state.step, self.seconds(), **figures)
+        bad = [name for name in self.finite if not math.isfinite(float(metrics[name]))]
+        self.non_finite_steps = self.non_finite_steps + 1 if bad else 0
+        if self.non_finite_steps >= self.patience:
+            in_a_row = f" for {self.patience} steps in a row" if self.patience > 1 else ""
+            self.diverge(f"the {' and '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite{in_a_row}")
+        # A step can leave the weights non-finite with finite figures (an overflowing update): sampling
+        # from them would fail, and no checkpoint may hold them.
+        if not self.weights_are_finite():
+            self.diverge("the weights are not finite")
 
     def stop(self, reason: str) -> None:
         """End the run after this step's checkpoint, with a reason for the summary."""
@@ -205,12 +237,37 @@ class Run:
                                seconds=round(self.seconds(), 2), **{f"best_{self.metric}": self.state.best_score},
                                **extra)
         if self.main:
-            write_atomically(self.folder / "summary.json", json.dumps(summary.as_json(), indent=1))
+            write_atomically(self.folder / "summary.json", strict_json(summary.as_json(), indent=1))
             if self.interrupted:
                 print(f"reftune {self.stage}: stopped at step {self.state.step} (checkpoint written); continue "
                       f"with:\n  {resume_command(self.folder)}", flush=True)
         release_lock(self.folder)
         return summary
+
+    def weights_are_finite(self) -> bool:
+        """Whether every process's trainable weights (its shards, under FSDP) are finite. Read off each
+        weight's sum, a twentieth of the time of a full isfinite: an inf or a NaN anywhere makes it
+        non-finite (a finite sum could only overflow on weights near 1e30, a diverged run anyway)."""
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            sums = torch.stack([p.detach().sum(dtype=torch.float32) for p in local]) if local else torch.zeros(1)
+            finite = torch.isfinite(sums).all().float().to(self.accelerator.device)
+        return float(self.accelerator.reduce(finite, reduction="sum")) == self.accelerator.num_processes
+
+    def diverge(self, what: str):
+        """End a run that went non-finite: close the sinks and the bar, hand Ctrl-C and the folder back,
+        and raise one line naming the step and the last complete checkpoint (which never holds
+        non-finite weights). No summary.json: the run did not finish."""
+        restore_interrupts(self.previous_handler)
+        self.bar.close()
+        self.tracker.close()
+        release_lock(self.folder)
+        found = complete_checkpoints(self.folder)
+        last = (f"the last checkpoint before it is {found[-1]}" + (f" and best/ holds step {self.state.best_step}"
+                                                                  if self.state.best_step is not None else "")
+                if found else "no checkpoint was written before it")
+        raise ReftuneError(f"{what} at step {self.state.step}: the run diverged and stopped; {last}. Start again "
+                           f"with a lower learning_rate (or a smaller max_grad_norm)")
 
 
 def take_over_interrupts(run: Run):

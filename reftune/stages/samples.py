@@ -22,7 +22,7 @@ from reftune.selection import majority_vote, rerank
 from reftune.stages.batches import collate, encode_pairs
 from reftune.stages.common import shard
 from reftune.tasks import Example, Task
-from reftune.tracking import progress_bar
+from reftune.tracking import progress_bar, strict_json
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -104,7 +104,7 @@ def write_samples(path: Path, task: Task, results: list[QuestionSamples]) -> Non
     scratch = path.with_name(f".{path.name}.partial")  # a later run trusts this file: never half of it
     with open(scratch, "w") as out:
         for result in results:
-            out.write(json.dumps(result.to_json(task)) + "\n")
+            out.write(strict_json(result.to_json(task)) + "\n")
     scratch.replace(path)
 
 

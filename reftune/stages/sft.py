@@ -29,7 +29,7 @@ def sft(config: SFTConfig) -> SFTSummary:
     """Train, evaluating and checkpointing each epoch (or every eval_every steps). Returns a summary."""
     # 1. the run folder, the data (Offline-ST: the gold CoTs and the sampler's correct ones)
     offline_st = isinstance(config, OfflineSTConfig)
-    run = Run(config, "offline-st" if offline_st else "sft")
+    run = Run(config, "offline-st" if offline_st else "sft", SFTConfig)
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -70,7 +70,7 @@ def sft(config: SFTConfig) -> SFTSummary:
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
     model, optimizer = run.prepare(model, optimizer, scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
-    run.begin(total_steps)
+    run.begin(total_steps, finite=("loss", "grad_norm"))
     unwrapped = accelerator.unwrap_model(model)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.micro_batch_size * 2)

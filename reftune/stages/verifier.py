@@ -65,7 +65,7 @@ def dev_auc(accelerator, verifier, tokenizer, samples: list[LabelledSample], bat
 def verifier(config: VerifierConfig) -> VerifierSummary:
     """Sample and label CoTs, train the classifier, keep the checkpoint with the best dev AUC."""
     # 1. the run folder and the questions
-    run = Run(config, "verifier")
+    run = Run(config, "verifier", VerifierConfig)
     accelerator, main = run.accelerator, run.main
     task, train = load_examples(config, config.train_split, config.max_train_examples)
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
@@ -97,7 +97,7 @@ def verifier(config: VerifierConfig) -> VerifierSummary:
     scheduler = warmup_decay_scheduler(optimizer, total_steps, config.warmup_ratio)
     model, optimizer = run.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    run.begin(total_steps, metric="dev_auc", tracked={"balance": balance})
+    run.begin(total_steps, metric="dev_auc", tracked={"balance": balance}, finite=("loss", "grad_norm"))
 
     def evaluate() -> float:
         model.eval()

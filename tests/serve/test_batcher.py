@@ -51,3 +51,13 @@ def test_chat_messages_go_through_the_models_chat_template(tiny_policy):
         assert generation.prompt_tokens == len(tiny_policy.tokenizer(batcher.render(messages))["input_ids"])
     finally:
         batcher.close()
+
+
+@pytest.mark.slow
+def test_a_request_larger_than_max_batch_is_sampled_in_pieces_of_max_batch(tiny_policy):
+    batcher = Batcher(tiny_policy, max_batch=4, seed=0)
+    try:
+        generations = batcher.submit(request("Question:\n", n=10)).result(timeout=120)
+        assert len(generations) == 10 and batcher.batch_sizes == [4, 4, 2]  # memory bounded by max_batch rows
+    finally:
+        batcher.close()

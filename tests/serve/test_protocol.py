@@ -2,7 +2,7 @@
 import pytest
 
 from reftune.serve.protocol import (BadRequest, Generation, chat_request, completion_request, completion_response,
-                                    cut_at_stop, error_body)
+                                    cut_at_stop, error_body, parse_body)
 
 
 @pytest.mark.parametrize("body, words", [
@@ -52,3 +52,43 @@ def test_responses_count_each_prompt_once_and_carry_the_finish_reason():
     chat = completion_response("m", generations[:1], chat=True, n=1)
     assert chat["choices"][0]["message"] == {"role": "assistant", "content": "x"}
     assert error_body("bad", 400)["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"prompt": "x", "max_tokens": Infinity}', "Infinity is not a JSON number"),
+    (b'{"prompt": "x", "n": NaN}', "NaN is not a JSON number"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"prompt": "\xff"}', "not UTF-8"),
+    (b'{"prompt": ', "not valid JSON"),
+])
+def test_bodies_that_are_not_strict_json_are_bad_requests(raw, words):
+    with pytest.raises(BadRequest, match=words):
+        parse_body(raw)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"prompt": "a", "max_tokens": float("inf")}, "'max_tokens' must be an integer, got inf"),
+    ({"prompt": "a", "n": float("nan")}, "'n' must be an integer, got nan"),
+    ({"prompt": "a", "temperature": float("nan")}, "'temperature' must be a number, got nan"),
+    ({"prompt": "a\ud800"}, "'prompt' holds '\\\\ud800', a lone surrogate"),
+    ({"prompt": "a", "stop": "\udfff"}, "'stop' holds"),
+])
+def test_non_finite_numbers_and_lone_surrogates_are_refused(body, words):
+    with pytest.raises(BadRequest, match=words):
+        completion_request(body, "m", 64)
+    with pytest.raises(BadRequest, match="'messages' holds"):
+        chat_request({"messages": [{"role": "user", "content": "\ud800"}]}, "m", 64)
+
+
+def test_a_request_for_more_rows_than_the_cap_names_the_cap_and_the_option():
+    with pytest.raises(BadRequest, match="asks for 6400 completions \\(100 prompts x n=64\\).* at most 64 per "
+                                         "request.*--max-request-rows"):
+        completion_request({"prompt": ["x"] * 100, "n": 64}, "m", 64)
+    assert completion_request({"prompt": ["x"] * 10, "n": 10}, "m", 64, max_rows=100).n == 10
+    with pytest.raises(BadRequest, match="'n' must be between 1 and 8"):
+        completion_request({"prompt": "x", "n": 9}, "m", 64, max_rows=8)
+
+
+def test_a_vanishing_temperature_is_greedy_rather_than_an_overflow():
+    assert completion_request({"prompt": "a", "temperature": 1e-300}, "m", 64).temperature == 0.0
+    assert completion_request({"prompt": "a", "temperature": 0.5}, "m", 64).temperature == 0.5

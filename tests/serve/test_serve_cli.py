@@ -1,5 +1,6 @@
 """`reftune serve` mistakes: one line, exit status 2."""
 import socket
+import time
 
 import pytest
 
@@ -24,5 +25,29 @@ def test_a_port_in_use_or_out_of_range_is_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_an_unknown_model_is_one_line(capsys, tmp_path):
-    assert "unknown model" in one_error_line(capsys, str(tmp_path / "no-such-model"), "--port", "0")
+def test_an_unknown_model_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what an offline machine answers, without waiting for it
+    assert "unknown model" in one_error_line(capsys, "no-such-org/no-such-model", "--port", "0")
+
+
+def test_a_run_folder_points_at_the_model_inside_it(capsys, tmp_path):
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "config.json").write_text("{}")
+    (tmp_path / "run.json").write_text('{"stage": "sft"}')
+    assert f"is a reftune run folder, not a model folder: name the model inside it, {tmp_path / 'best'}" in \
+        one_error_line(capsys, str(tmp_path), "--port", "0")
+
+
+def test_a_path_that_does_not_exist_is_refused_without_asking_the_hub(capsys, tmp_path, monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked about a path")
+
+    monkeypatch.setattr("reftune.models.hub_reachable", no_hub)
+    started = time.monotonic()
+    err = one_error_line(capsys, str(tmp_path / "no" / "model"), "--port", "0")
+    assert f"model folder '{tmp_path / 'no' / 'model'}' does not exist" in err and time.monotonic() - started < 5
+
+
+def test_a_host_that_cannot_be_resolved_is_named_as_the_problem(capsys):
+    err = one_error_line(capsys, "tiny", "--host", "nonexistent.invalid", "--port", "0")
+    assert "the host 'nonexistent.invalid' cannot be resolved" in err and "--port" not in err

@@ -95,6 +95,64 @@ def test_annotate_samples_the_served_model_through_the_http_path(server, tmp_pat
     assert len(responses) == summary["requests"] and all(e["tokens_in"] > 0 for e in responses)
 
 
+@pytest.fixture(scope="module")
+def capped_server():
+    process, url = start_server("tiny", "--max-request-rows", "8", "--max-body-bytes", "6000000", "--max-batch", "4")
+    yield process, url
+    process.kill()
+    process.wait(timeout=30)
+
+
+def error_of(reply) -> tuple[int, str]:
+    status, body = reply
+    return status, body["error"]["message"]
+
+
+@pytest.mark.slow
+def test_a_request_is_capped_in_rows_and_bytes_and_answered_in_max_batch_pieces(capped_server):
+    process, url = capped_server
+    status, message = error_of(post(f"{url}/completions", {"prompt": ["Question:\n"] * 3, "n": 3}))
+    assert status == 400 and "asks for 9 completions (3 prompts x n=3)" in message and "--max-request-rows" in message
+    status, message = error_of(post(f"{url}/completions", {"prompt": "1 " * 3_500_000}))
+    assert status == 400 and "is 7000014 bytes, more than the 6000000 this server takes" in message
+    assert "--max-body-bytes" in message
+    status, body = post(f"{url}/completions", {"prompt": "Question:\n", "n": 8, "max_tokens": 4})
+    assert status == 200 and len(body["choices"]) == 8 and process.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("raw, words", [
+    (b'{"prompt": "x", "max_tokens": Infinity}', "Infinity is not a JSON number"),
+    (b'{"prompt": "x", "max_tokens": NaN}', "NaN is not a JSON number"), (b'{"prompt": "x", "n": NaN}', "NaN is not"),
+    (b'{"prompt": "\\ud800"}', "a lone surrogate"), (b'{"prompt": "\xed\xa0\x80"}', "a lone surrogate"),
+    (b'{"messages": [{"role": "user", "content": "\\udc00"}]}', "'messages' holds '\\udc00', a lone surrogate"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")])
+def test_non_finite_numbers_lone_surrogates_and_deep_json_are_400s(server, raw, words):
+    _, url = server
+    route = "chat/completions" if b"messages" in raw else "completions"
+    status, message = error_of(post(f"{url}/{route}", raw))
+    assert status == 400 and words in message
+
+
+@pytest.mark.slow
+def test_tokenising_a_long_prompt_does_not_hold_up_the_other_routes(capped_server):
+    """A 5 MB prompt takes the tiny tokenizer seconds: /v1/models answers meanwhile."""
+    import threading
+
+    _, url = capped_server
+    big = {}
+    sender = threading.Thread(target=lambda: big.update(reply=post(f"{url}/completions", {"prompt": "1 2 " * 1_250_000})))
+    sender.start()
+    time.sleep(0.5)  # the body is across; the server is tokenising it
+    started = time.monotonic()
+    with urllib.request.urlopen(f"{url}/models", timeout=60) as response:
+        assert response.status == 200
+    waited, still_tokenising = time.monotonic() - started, sender.is_alive()
+    sender.join(timeout=120)
+    assert big["reply"][0] == 400 and "exceeds the model's context" in big["reply"][1]["error"]["message"]
+    assert still_tokenising and waited < 1.0, f"/v1/models waited {waited:.2f} s"
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_server_cleanly(server):
     process, _ = server  # the module's server, last of this file's tests

@@ -171,6 +171,34 @@ def test_the_defaults_aggregate_both_losses_as_the_authors_code(aggregation, exp
     assert update["value_loss"] == pytest.approx(expected)
 
 
+def skipping_updates_at(monkeypatch, steps: set[int]) -> None:
+    """ppo_update as it reports a step whose every update had a non-finite loss, at the given steps."""
+    import reftune.stages.rl as rl_stage
+    from reftune.stages.ppo import ppo_update as real
+
+    calls = []
+
+    def update(*args, **kwargs):
+        calls.append(None)
+        if len(calls) in steps:
+            nan = float("nan")
+            return {"policy_loss": nan, "value_loss": nan, "kl_loss": 0.0, "grad_norm": nan, "skipped_updates": 2}
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rl_stage, "ppo_update", update)
+
+
+@pytest.mark.slow
+def test_rl_outlives_a_skipped_update_and_stops_when_they_keep_coming(tmp_path, monkeypatch):
+    short = {**TINY_RL, "max_new_tokens": 16, "eval_every": 1}
+    skipping_updates_at(monkeypatch, {2})
+    assert rl(RLConfig(**short, max_steps=3, output=str(tmp_path / "glitch"))).steps == 3
+    skipping_updates_at(monkeypatch, {2, 3, 4, 5, 6})
+    with pytest.raises(ReftuneError, match="not finite for 3 steps in a row at step 4: .*checkpoints/step-000003"):
+        rl(RLConfig(**short, max_steps=6, output=str(tmp_path / "stuck")))
+    assert [row["skipped_updates"] for row in metrics(tmp_path / "stuck") if "skipped_updates" in row][1:] == [2, 2, 2]
+
+
 def sample_accuracy(model: str, output) -> float:
     from reftune.config import EvalConfig
     from reftune.stages.evaluate import evaluate

@@ -183,3 +183,46 @@ def test_the_first_ctrl_c_checkpoints_and_prints_the_resume_command(tmp_path):
     [checkpoint] = complete_checkpoints(tmp_path)
     step = TrainerState.read(checkpoint).step
     assert step >= 1 and "--resume" in out and f"stopped at step {step}" in out
+
+
+def failing_at_the_first_dev_check(monkeypatch) -> None:
+    """The SFT run fails after logging step 1, before its first checkpoint (an injected fault)."""
+    import reftune.stages.sft as sft_stage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(sft_stage, "greedy_accuracy", broken)
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again_either_way(tmp_path, monkeypatch, resume):
+    with monkeypatch.context() as patched:
+        failing_at_the_first_dev_check(patched)
+        with pytest.raises(RuntimeError, match="injected fault"):
+            sft(SFTConfig(**TINY, max_steps=2, eval_every=1, output=str(tmp_path)))
+    assert (tmp_path / "metrics.jsonl").read_text() and not complete_checkpoints(tmp_path)
+    summary = sft(SFTConfig(**TINY, max_steps=2, eval_every=1, resume=resume, output=str(tmp_path)))
+    assert summary.steps == 2 and [c.name for c in complete_checkpoints(tmp_path)] == ["step-000001", "step-000002"]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged if "loss" in row] == [1, 2]  # the failed attempt's step 1 was cut
+
+
+def test_resuming_a_run_without_a_checkpoint_with_other_options_points_at_starting_afresh(tmp_path, monkeypatch):
+    with monkeypatch.context() as patched:
+        failing_at_the_first_dev_check(patched)
+        with pytest.raises(RuntimeError, match="injected fault"):
+            sft(SFTConfig(**TINY, max_steps=2, eval_every=1, output=str(tmp_path)))
+    with pytest.raises(ReftuneError, match="learning_rate: .*drop --resume to start it afresh in the same folder"):
+        sft(SFTConfig(**TINY, max_steps=2, eval_every=1, learning_rate=1e-3, resume=True, output=str(tmp_path)))
+    assert sft(SFTConfig(**TINY, max_steps=1, eval_every=1, learning_rate=1e-3, output=str(tmp_path))).steps == 1
+
+
+def test_an_eval_folder_is_never_taken_over_by_another_eval(tmp_path):
+    run = tmp_path / "run"
+    sft(SFTConfig(**TINY, max_steps=1, eval_every=1, output=str(run)))
+    options = dict(task="arithmetic", model=str(run / "best"), limit=2, max_new_tokens=8, progress=False,
+                   output=str(tmp_path / "eval"))
+    evaluate(EvalConfig(**options))
+    with pytest.raises(ReftuneError, match="already holds a `reftune eval` run"):
+        evaluate(EvalConfig(**options))

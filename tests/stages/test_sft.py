@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from reftune.checkpoint import complete_checkpoints
 from reftune.config import SFTConfig
 from reftune.errors import ReftuneError
 from reftune.stages.common import epoch_order
@@ -126,3 +127,29 @@ def test_check_cots_drops_the_gold_cots_whose_stated_arithmetic_is_wrong(tmp_pat
     summary = sft(SFTConfig(**run, check_cots=True, output=str(tmp_path / "checked")))
     assert "dropped 1 (1 wrong_step)" in capsys.readouterr().out
     assert summary.train_examples == 999
+
+
+def strict_json_lines(path) -> list[dict]:
+    """The lines of a JSONL file as a strict reader takes them: NaN and Infinity are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_a_diverging_run_stops_at_the_step_naming_the_last_checkpoint(tmp_path):
+    with pytest.raises(ReftuneError, match="not finite at step 2: the run diverged .*checkpoints/step-000001") as stopped:
+        sft(SFTConfig(**{**TINY_RUN, "learning_rate": 1e30}, max_steps=4, eval_every=1, output=str(tmp_path)))
+    assert "\n" not in str(stopped.value)
+    lines = strict_json_lines(tmp_path / "metrics.jsonl")
+    assert [line["step"] for line in lines if "loss" in line] == [1, 2]
+    assert None in [line.get("grad_norm", 0) for line in lines] or None in [line.get("loss", 0) for line in lines]
+    assert [c.name for c in complete_checkpoints(tmp_path)] == ["step-000001"]
+    assert not (tmp_path / "summary.json").exists()  # the run did not finish
+    assert all(torch.isfinite(tensor).all() for tensor in weights(tmp_path / "best").values())
+
+
+def test_weights_that_go_non_finite_are_never_checkpointed_nor_kept_as_best(tmp_path):
+    with pytest.raises(ReftuneError, match="the weights are not finite at step 1: .*no checkpoint was written"):
+        sft(SFTConfig(**{**TINY_RUN, "learning_rate": 1e300}, max_steps=2, eval_every=1, output=str(tmp_path)))
+    assert not complete_checkpoints(tmp_path) and not (tmp_path / "best").exists()
