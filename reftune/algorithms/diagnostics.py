@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 NO_SIGNAL_SHARE = 0.9
-"""A step where more than this share of groups have all-equal rewards learns little (issue 19)."""
+"""A step where more than this share of groups have all-equal rewards learns little: their advantages are 0."""
 NO_SIGNAL_STEPS = 10
-"""Consecutive such steps before the run says so (issue 19)."""
+"""Consecutive such steps before the run says so (fewer would warn about an ordinary unlucky step)."""
 
 
 def score_groups(scores: Tensor, group_size: int) -> Tensor:
