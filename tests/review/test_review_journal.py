@@ -20,13 +20,13 @@ def test_replay_applies_events_in_order_per_sample():
         {"event": "unflag", "id": "a", "sample": 1}]]
     reviews, problems = replay(lines)
     assert problems == []
-    assert reviews[("a", 0)] == SampleReview("rejected", False, "", "v2", 2, "correct", 7.0, "")
-    assert reviews[("a", 1)] == SampleReview(flagged=False, note="odd")
+    assert reviews[("local", "a", 0)] == SampleReview("rejected", False, "", "v2", 2, "correct", 7.0, "")
+    assert reviews[("local", "a", 1)] == SampleReview(flagged=False, note="odd")
 
 
 def test_replay_skips_a_line_cut_short_by_a_crash_and_says_so():
     reviews, problems = replay(['{"event": "accept", "id": "a", "sample": 0}', '{"event": "reje', '{"event": "eat"}'])
-    assert reviews[("a", 0)].decision == "accepted"
+    assert reviews[("local", "a", 0)].decision == "accepted"
     assert len(problems) == 2 and problems[0].startswith("line 2")
 
 
@@ -37,7 +37,7 @@ def test_an_append_after_a_cut_line_starts_on_its_own_line(tmp_path):
         assert journal.read_new() == ['{"event": "accept", "id": "a", "sample": 0}']  # the cut line waits
         journal.append(handle, Event("flag", "b", 0))
     reviews, problems = replay(journal.path.read_text().splitlines())
-    assert reviews[("a", 0)].decision == "accepted" and reviews[("b", 0)].flagged and len(problems) == 1
+    assert reviews[("local", "a", 0)].decision == "accepted" and reviews[("local", "b", 0)].flagged and len(problems) == 1
 
 
 def test_actions_are_journaled_and_a_restart_shows_the_same_state(python_samples):
