@@ -124,7 +124,8 @@ def decision_rows(records: list[Record], samples_of, reviews_of, label: str, rev
                 outcome = settled.get((record.index, number))
                 rows.append({"file": label, "id": record.id, "sample": number, "decision": review.decision,
                              "flagged": review.flagged, "edited": review.edited, "status": status, "note": review.note,
-                             "reviewer": reviewer, "settled": f"{outcome.decision or 'open'} ({outcome.how})" if outcome else ""})
+                             "reviewer": reviewer,
+                             "settled": f"{outcome.decision or 'open'} ({outcome.how})" if outcome else ""})
     return rows
 
 
