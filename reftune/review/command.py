@@ -1,4 +1,5 @@
-"""`reftune review PATH [PATH ...]`: load the inputs, start the app on a local port, print its URL.
+"""`reftune review PATH [PATH ...]`: load the inputs, start the app on a local port, print its URL
+(or, for a team, one private link per reviewer).
 
 Every action is journaled the moment it is made, so Ctrl-C loses nothing: the same command again
 shows the same state.
@@ -6,7 +7,9 @@ shows the same state.
 from __future__ import annotations
 
 import argparse
+import logging
 import secrets
+import socket
 import threading
 import webbrowser
 
@@ -14,6 +17,7 @@ from reftune.errors import ReftuneError
 from reftune.listening import bind, is_loopback, url_of
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+WILDCARDS = ("0.0.0.0", "::", "[::]")  # every address: a link names this machine instead
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-failing", action="store_true",
                         help="Export also the kept CoTs that fail the check (a wrong answer or step, a program "
                              "that fails or runs too long); by default they are left out and counted")
+    team = parser.add_argument_group("reviewing as a team")
+    team.add_argument("--reviewers", metavar="NAME,NAME",
+                      help="review as a team: one private link per reviewer (a secret token); every route needs "
+                           "one. Required for a --host other than loopback")
+    team.add_argument("--overlap", type=int, metavar="K",
+                      help="give each record to K reviewers (default 1: the records are shared out); 2 or more "
+                           "measures agreement")
+    team.add_argument("--adjudicator", metavar="NAME",
+                      help="the reviewer who settles disagreements (a Disagreements page); their decision wins")
+    team.add_argument("--export-majority", action="store_true",
+                      help="Export takes the majority decision of a disagreement nobody settled "
+                           "(default: leaves it out)")
 
 
 def check_port(port: int) -> None:
@@ -42,58 +58,117 @@ def check_port(port: int) -> None:
 
 
 def host_warning(host: str) -> str | None:
-    """The warning a non-loopback address gets: the page carries the token that allows changes."""
+    """The warning a non-loopback address gets (only a team's private links open the app there)."""
     if is_loopback(host):
         return None
-    return (f"review: warning: listening on {host}, not loopback: anyone who can reach this address can "
-            f"open the app, read the data and change this review")
+    return (f"review: warning: listening on {host}, not loopback: the links travel as plain HTTP, so use "
+            f"them on a network you trust")
+
+
+def check_host(host: str, reviewers: str | None) -> None:
+    """Refused before the inputs are read: on another address, anyone who reaches it could read and
+    change the review unless every request carries a reviewer's token."""
+    if not is_loopback(host) and reviewers is None:
+        raise ReftuneError(f"--host {host} is not loopback: give --reviewers NAME,NAME so that each person gets a "
+                           f"private link (or leave --host out to review alone on this machine)")
+
+
+def reviewer_links(url: str, host: str, tokens: dict[str, str]) -> list[str]:
+    """One line per reviewer: their private link (a wildcard address names this machine instead)."""
+    if host in WILDCARDS:
+        url = f"http://{socket.gethostname()}:{url.rsplit(':', 1)[1]}"
+    return [f"review: {name}: {url}?token={token}" for token, name in tokens.items()]
+
+
+def hide_tokens_in_logs() -> None:
+    """A team's host sees each request in uvicorn's access log; a token never shows there (the app
+    removes it from the request first; this filter hides any that a log line still holds)."""
+    from reftune.review.access import HideTokens
+
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideTokens) for f in logger.filters):
+            logger.addFilter(HideTokens())
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
 
 def command_review(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from reftune.review.app import create_app
     from reftune.review.records import load_collection
     from reftune.review.session import Session
+    from reftune.review.team import team_from_options
 
-    # 1. read the inputs and replay their journals
+    # 1. check the options, read the inputs and replay their journals
     check_port(args.port)
+    team = team_from_options(args.reviewers, args.overlap, args.adjudicator, args.export_majority)
+    check_host(args.host, args.reviewers)
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing)
+        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing, team)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130
+    describe_inputs(session)
+
+    # 2. listen, print the URL (a team: each reviewer's link), serve until Ctrl-C
+    tokens = {secrets.token_urlsafe(24): name for name in team.reviewers} if args.reviewers else None
+    serve_session(session, args, tokens)
+    print(f"review: stopped; run the same command to continue where you left off ({progress_line(session)})")
+    return 0
+
+
+def describe_inputs(session) -> None:
     for source in session.collection.sources:
         print(f"review: {source.label}: {source.kind}, task {source.choice.task} ({source.choice.style}, "
               f"from {source.choice.origin}), journal {source.journal_path}")
     print(f"review: {len(session.records)} records, "
           f"{sum(1 for r in session.records if r.error)} unreadable rows shown as errors")
+    if session.team.shared:
+        team = session.team
+        print(f"review: {len(team.reviewers)} reviewers, each record to {team.overlap}"
+              + (f", {team.adjudicator} settles disagreements" if team.adjudicator else ""))
     for problem in session.state.problems:
         print(f"review: warning: {problem}")
     for folder in session.state.read_only_sources():
         print(f"review: warning: {folder} is not writable: you can look, but no action can be saved")
 
-    # 2. listen, warn about a non-loopback address, print the URL
+
+def serve_session(session, args: argparse.Namespace, tokens: dict[str, str] | None) -> None:
+    """Bind, print where to open the app, serve until Ctrl-C (uvicorn finishes the requests in hand,
+    then passes the Ctrl-C on)."""
+    import uvicorn
+
+    from reftune.review.app import create_app
+
     warning = host_warning(args.host)
     if warning:
         print(warning)
     sock = bind(args.host, args.port)
     url = url_of(sock, args.host)
-    app = create_app(session, secrets.token_urlsafe(24), None if warning else LOOPBACK_NAMES)
-    print(f"review: open {url}  (Ctrl-C stops; every action is already saved)", flush=True)
-    if not args.no_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-
-    # 3. serve until Ctrl-C; uvicorn finishes the requests in hand, then passes the Ctrl-C on
+    app = create_app(session, secrets.token_urlsafe(24), None if warning else LOOPBACK_NAMES, tokens)
+    if tokens:
+        print("review: send each reviewer their own link (it signs them in; without one every page is refused):")
+        print("\n".join(reviewer_links(url, args.host, tokens)), flush=True)
+    else:
+        print(f"review: open {url}  (Ctrl-C stops; every action is already saved)", flush=True)
+        if not args.no_browser:
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    if tokens:
+        hide_tokens_in_logs()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
-    print(f"review: stopped; run the same command to continue where you left off "
-          f"(reviewed {session.state.reviewed_count()} of {len(session.records)})")
-    return 0
+
+
+def progress_line(session) -> str:
+    """How far the review came: one count, or one per reviewer."""
+    from reftune.review.pages import progress
+
+    if not session.team.shared:
+        return f"reviewed {session.state.reviewed_count(session.team.reviewers[0])} of {len(session.records)}"
+    counts = [(name, progress(session, name)) for name in session.team.reviewers]
+    return ", ".join(f"{name} reviewed {c['reviewed']} of {c['total']}" for name, c in counts)

@@ -26,7 +26,8 @@ from reftune.tasks import Task
 from reftune.tasks.answers import ANSWER_TRIGGER
 from reftune.verification import Verdict
 
-DECISION_COLUMNS = ("file", "id", "sample", "decision", "flagged", "edited", "status", "note")
+# reviewer: who decided; settled: the sample's decision over all reviewers and how ("accepted (agreed)")
+DECISION_COLUMNS = ("file", "id", "sample", "decision", "flagged", "edited", "status", "note", "reviewer", "settled")
 TRAINING_SUFFIX, DECISIONS_SUFFIX = ".reviewed.json", ".decisions.csv"
 
 
@@ -72,6 +73,10 @@ class ExportCounts:
     failing_included: bool    # --include-failing: they are in the training file; else left out
     training_file: str
     decisions_file: str
+    agreed: int = 0           # samples whose reviewers agreed (one reviewer: every decided sample)
+    adjudicated: int = 0      # samples the adjudicator settled
+    majority: int = 0         # disagreements taken by majority (--export-majority)
+    unsettled: int = 0        # disagreements nobody settled: left out
 
 
 def exported(review: SampleReview) -> bool:
@@ -103,15 +108,24 @@ def training_rows(kept: list[KeptSample], task: Task, include_failing: bool = Fa
     return rows
 
 
-def decision_rows(records: list[Record], reviews_of, label: str) -> list[dict]:
-    """One row per sample the reviewer touched."""
+def decision_rows(records: list[Record], samples_of, reviews_of, label: str, reviewers: list[str],
+                  settled: dict) -> list[dict]:
+    """One row per reviewer and sample they touched. samples_of(record) -> its samples (the written
+    ones too); reviews_of(record, reviewer) -> the reviewer's reviews of them; settled: (record index,
+    sample) -> its Settlement."""
     rows = []
     for record in records:
-        for number, (sample, review) in enumerate(zip(record.samples, reviews_of(record))):
-            if review != SampleReview():
+        samples = samples_of(record)
+        for reviewer in reviewers:
+            for number, review in enumerate(reviews_of(record, reviewer)):
+                if review == SampleReview():
+                    continue
+                status = review.status if review.edited else samples[number].status
+                outcome = settled.get((record.index, number))
                 rows.append({"file": label, "id": record.id, "sample": number, "decision": review.decision,
-                             "flagged": review.flagged, "edited": review.edited,
-                             "status": review.status if review.edited else sample.status, "note": review.note})
+                             "flagged": review.flagged, "edited": review.edited, "status": status, "note": review.note,
+                             "reviewer": reviewer,
+                             "settled": f"{outcome.decision or 'open'} ({outcome.how})" if outcome else ""})
     return rows
 
 
@@ -166,9 +180,11 @@ def export_paths(sources: tuple[Source, ...] | list[Source]) -> dict[int, Export
 
 
 def export_source(source: Source, kept: list[KeptSample], decisions: list[dict], paths: ExportPaths, task: Task,
-                  include_failing: bool = False) -> ExportCounts:
+                  include_failing: bool = False, settled: dict | None = None) -> ExportCounts:
     """Write the input's training file (its kept samples that pass the check; all of them with
-    include_failing) and decisions CSV; the counts say what they hold and what was left out."""
+    include_failing) and decisions CSV; the counts say what they hold, what was left out, and how
+    many decisions were settled each way (settled: Settlement.how -> samples)."""
+    settled = settled or {}
     rows = training_rows(kept, task, include_failing)
     write_atomic(paths.training, json.dumps(rows, indent=1, ensure_ascii=False))
     write_atomic(paths.decisions, csv_text(decisions))
@@ -179,4 +195,5 @@ def export_source(source: Source, kept: list[KeptSample], decisions: list[dict],
         sum(bool(d["edited"]) and d["decision"] != "rejected" for d in decisions),
         sum(d["decision"] == "rejected" for d in decisions), sum(bool(d["flagged"]) for d in decisions),
         tuple(sample.describe() for sample in kept if sample.failing), include_failing,
-        str(paths.training), str(paths.decisions))
+        str(paths.training), str(paths.decisions), settled.get("agreed", 0), settled.get("adjudicated", 0),
+        settled.get("majority", 0), settled.get("unsettled", 0))

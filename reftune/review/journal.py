@@ -1,10 +1,12 @@
 """The review journal: an append-only JSONL file beside the data (`<data file>.review.jsonl`), one
-reviewer action per line. The state of a review is the replay of its journal; the data file itself
-is never rewritten.
+reviewer action per line, each naming its reviewer. The state of a review is the replay of its
+journal; the data file itself is never rewritten.
 
 >>> review = apply_event(SampleReview(), Event("edit", "gsm8k_1", 0, text="x = 2", base=0, status="correct"))
 >>> review.version, review.edited, apply_event(review, Event("accept", "gsm8k_1", 0)).decision
 (1, True, 'accepted')
+>>> Event.from_json({"event": "flag", "id": "gsm8k_1", "sample": 0}).reviewer  # a line written before reviewers
+'local'
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-EVENTS = ("edit", "accept", "reject", "flag", "unflag", "note")
+# write: a CoT typed by hand, a new sample of the question; settle: the adjudicator's decision
+EVENTS = ("edit", "accept", "reject", "flag", "unflag", "note", "write", "settle")
 DECISIONS = {"accept": "accepted", "reject": "rejected"}
+DEFAULT_REVIEWER = "local"  # one person's review (no --reviewers), and every line written before reviewers
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,14 @@ class Event:
 
     event: str              # one of EVENTS
     id: str                 # the record's id in its data file
-    sample: int             # which of the record's samples (0-based)
+    sample: int             # which of the record's samples (0-based; a written CoT comes after them)
     time: str = ""          # ISO 8601 UTC, set when written
-    text: str = ""          # edit: the new CoT; note: the note ("" clears it)
+    text: str = ""          # edit, write: the CoT; note: the note ("" clears it); settle: "accepted" / "rejected"
     base: int = 0           # edit: the version the editor started from (an older one conflicts)
-    status: str = ""        # edit: the re-check's verdict of the new text
-    answer: object = None   # edit: the answer the re-check extracted
-    detail: str = ""        # edit: the re-check's one line
+    status: str = ""        # edit, write: the check's verdict of the text
+    answer: object = None   # edit, write: the answer the check extracted
+    detail: str = ""        # edit, write: the check's one line
+    reviewer: str = DEFAULT_REVIEWER  # who did it
 
     @classmethod
     def from_json(cls, row: dict) -> Event:
@@ -43,6 +48,8 @@ class Event:
         event = cls(**known)
         if not isinstance(event.sample, int) or not isinstance(event.text, str) or not isinstance(event.base, int):
             raise ValueError(f"an event with a bad sample, text or base: {str(row)[:80]}")
+        if not isinstance(event.reviewer, str) or not event.reviewer:
+            raise ValueError(f"an event with a bad reviewer: {str(row)[:80]}")
         return replace(event, id=str(event.id))
 
 
@@ -65,7 +72,12 @@ class SampleReview:
 
 
 def apply_event(review: SampleReview, event: Event) -> SampleReview:
-    """The review after one more event (pure: replay and live actions share it)."""
+    """The review after one more event (pure: replay and live actions share it). Whoever writes a
+    CoT by hand keeps it; the adjudicator's settle belongs to the sample, not to a review."""
+    if event.event == "write":
+        return replace(review, decision="accepted")
+    if event.event == "settle":
+        return review
     if event.event == "edit":
         return replace(review, text=event.text, version=review.version + 1, status=event.status,
                        answer=event.answer, detail=event.detail)
@@ -84,10 +96,10 @@ def parse_line(line: str) -> Event:
         raise ValueError(str(exc)) from None
 
 
-def replay(lines: list[str]) -> tuple[dict[tuple[str, int], SampleReview], list[str]]:
-    """(id, sample) -> review after every readable line; and one problem per line that is not an
-    event (a line cut short by a crash, say), which replay skips."""
-    reviews: dict[tuple[str, int], SampleReview] = {}
+def replay(lines: list[str]) -> tuple[dict[tuple[str, str, int], SampleReview], list[str]]:
+    """(reviewer, id, sample) -> review after every readable line; and one problem per line that is
+    not an event (a line cut short by a crash, say), which replay skips."""
+    reviews: dict[tuple[str, str, int], SampleReview] = {}
     problems = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -97,7 +109,7 @@ def replay(lines: list[str]) -> tuple[dict[tuple[str, int], SampleReview], list[
         except ValueError as exc:
             problems.append(f"line {number}: {exc}")
             continue
-        key = (event.id, event.sample)
+        key = (event.reviewer, event.id, event.sample)
         reviews[key] = apply_event(reviews.get(key, SampleReview()), event)
     return reviews, problems
 
@@ -146,17 +158,18 @@ class Journal:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def append(self, handle, event: Event) -> Event:
-        """Inside locked(), after read_new(): write the event with the time, as one line. A line left
-        unfinished by a crash is closed off first, so that it cannot swallow this one."""
+        """Inside locked(), after read_new(): write the event with the time, as one line, in one
+        write() to a file opened for appending (so no other writer's bytes can land inside it). A line
+        left unfinished by a crash is closed off first, so that it cannot swallow this one."""
         event = replace(event, time=now())
-        line = json.dumps(asdict(event), ensure_ascii=False) + "\n"
-        handle.seek(0, os.SEEK_END)
-        if handle.tell() > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                line = "\n" + line
-        handle.write(line.encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
-        self.read_to = handle.tell()
+        line = (json.dumps(asdict(event), ensure_ascii=False) + "\n").encode("utf-8")
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        while written < len(line):  # a short write (a full disk, a signal): finish the same line
+            written += os.write(fd, line[written:])
+        os.fsync(fd)
+        self.read_to = os.fstat(fd).st_size
         return event

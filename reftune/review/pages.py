@@ -11,16 +11,19 @@ from pygments.lexers import PythonLexer
 
 from reftune.review import charts, stats
 from reftune.review.export import exported
-from reftune.review.journal import SampleReview
+from reftune.review.journal import DEFAULT_REVIEWER, SampleReview
 from reftune.review.query import FILTERS, SORTS, Query, neighbours, page_of
 from reftune.review.records import Record, Sample
 from reftune.review.session import Session
 from reftune.rewards import score_answer
+from reftune.tasks.answers import ANSWER_TRIGGER
 
 FILTER_LABELS = {"all": "all", "correct": "correct", "wrong": "wrong", "no_answer": "no answer",
                  "program_error": "program error", "error": "unreadable rows", "edited": "edited",
                  "accepted": "accepted", "rejected": "rejected", "flagged": "flagged",
-                 "failing": "kept but failing the check", "unreviewed": "unreviewed"}
+                 "failing": "kept but failing the check", "written": "written by hand", "unreviewed": "unreviewed"}
+# what the editor for a CoT written by hand starts from, by style
+WRITE_TEMPLATES = {"python": "def solution():\n    \n    return result", "nl": f"\n{ANSWER_TRIGGER} "}
 HIGHLIGHT = HtmlFormatter(nowrap=True)
 OUTCOME_TONES = {"correct": "right", "wrong": "wrong", "program_error": "failed", "no_answer": "other"}
 
@@ -84,28 +87,30 @@ def format_answer(answer) -> str:
     return str(answer)
 
 
-def progress(session: Session) -> dict:
-    """The header's counts: records reviewed, and kept samples that fail the check (Export leaves
-    them out unless --include-failing)."""
-    return {"reviewed": session.state.reviewed_count(), "total": len(session.records),
-            "failing": len(session.failing()), "keeps_failing": session.include_failing}
+def progress(session: Session, reviewer: str = DEFAULT_REVIEWER) -> dict:
+    """The header's counts: records of the reviewer's queue they reviewed, and the samples they keep
+    that fail the check (Export leaves them out unless --include-failing)."""
+    queue = session.queue(reviewer)
+    return {"reviewed": session.state.reviewed_count(reviewer, queue),
+            "total": len(session.records) if queue is None else len(queue),
+            "failing": len(session.failing(reviewer)), "keeps_failing": session.include_failing}
 
 
-def list_page(session: Session, query: Query) -> dict:
+def list_page(session: Session, query: Query, reviewer: str = DEFAULT_REVIEWER) -> dict:
     session.state.refresh()
-    matches = session.matches(query)
+    matches = session.matches(query, reviewer)
     page = page_of(matches, query.page)
-    failing = session.failing_records()
-    rows = [ListRow(session.records[i], sorted(session.marks(i, failing)),
+    failing = session.failing_records(reviewer)
+    rows = [ListRow(session.records[i], sorted(session.marks(i, failing, reviewer)),
                     sum(s.status == "correct" for s in session.records[i].samples), round(session.index.lengths[i]))
             for i in page.indices]
     return {"query": query, "page": page, "rows": rows, "filters": [(f, FILTER_LABELS[f]) for f in FILTERS],
-            "sorts": SORTS, "progress": progress(session), "sources": session.collection.sources}
+            "sorts": SORTS, "progress": progress(session, reviewer), "sources": session.collection.sources}
 
 
-def sample_view(session: Session, record: Record, number: int) -> SampleView:
+def sample_view(session: Session, record: Record, number: int, reviewer: str = DEFAULT_REVIEWER) -> SampleView:
     task = session.collection.tasks[record.source]
-    sample, review = record.samples[number], session.state.review(record.index, number)
+    sample, review = session.state.samples(record)[number], session.state.review(record.index, number, reviewer)
     if review.edited and not review.status:  # an edit journaled without its re-check: checked as Export does
         checked = session.edit_verdict(record, number, review)
         review = replace(review, status=checked.status, answer=checked.answer, detail=checked.detail)
@@ -116,28 +121,53 @@ def sample_view(session: Session, record: Record, number: int) -> SampleView:
                       reward, session.include_failing)
 
 
-def record_page(session: Session, record: Record, query: Query) -> dict:
-    """The question, its gold, its samples (grouped by RL step for rollouts) and their answers."""
+def record_page(session: Session, record: Record, query: Query, reviewer: str = DEFAULT_REVIEWER) -> dict:
+    """The question, its gold, its samples (grouped by RL step for rollouts) and their answers, and
+    whether none of them is right (then the page offers to write one)."""
     session.state.refresh()
     task = session.collection.tasks[record.source]
-    before, after = neighbours(session.matches(query), record.index)
-    views = [sample_view(session, record, n) for n in range(len(record.samples))]
+    before, after = neighbours(session.matches(query, reviewer), record.index)
+    views = [sample_view(session, record, n, reviewer) for n in range(len(session.state.samples(record)))]
     steps: dict = {}
-    for view in views:
-        steps.setdefault(view.sample.step, []).append(view)
+    for view in views:  # CoTs written by hand come last, on their own
+        steps.setdefault("written" if view.sample.origin == "written" else view.sample.step, []).append(view)
     rewards = {step: sum(v.sample.reward or 0.0 for v in group) / len(group) for step, group in steps.items()}
     return {"record": record, "source": session.collection.sources[record.source], "steps": steps,
             "step_rewards": rewards, "distribution": stats.answer_distribution(record, task.is_correct),
-            "before": before, "after": after, "query": query, "progress": progress(session),
-            "task": task}
+            "before": before, "after": after, "query": query, "progress": progress(session, reviewer),
+            "task": task, "none_right": not record.error and not any(v.status == "correct" for v in views)}
 
 
-def stats_page(session: Session, source: int) -> dict:
-    """The input's charts (computed once: they depend on the data only)."""
+def write_form(session: Session, record: Record, text: str | None = None) -> dict:
+    """The editor for a CoT written by hand: a program or steps ending in the answer line, by style."""
+    task = session.collection.tasks[record.source]
+    return {"record": record, "python": task.style == "python", "trigger": ANSWER_TRIGGER,
+            "text": WRITE_TEMPLATES[task.style] if text is None else text}
+
+
+def stats_page(session: Session, source: int, reviewer: str = DEFAULT_REVIEWER) -> dict:
+    """The input's charts (computed once: they depend on the data only), and for a team how far its
+    reviewers agree and how far each has come (recomputed: they change with every decision)."""
     records = [r for r in session.source_records(source) if not r.error]
     figures, lines, steps = session.remember(("charts", source), lambda: chart_figures(records))
+    team = session.team
     return {"figures": figures, "lines": lines, "steps": steps, "source": session.collection.sources[source],
-            "sources": session.collection.sources, "progress": progress(session), "questions": len(records)}
+            "sources": session.collection.sources, "progress": progress(session, reviewer), "questions": len(records),
+            "agreement": session.agreement(source) if team.shared else None,
+            "reviewers": [(name, progress(session, name)) for name in team.reviewers] if team.shared else []}
+
+
+def disagreements_page(session: Session, reviewer: str) -> dict:
+    """The samples the reviewers decided differently, for the adjudicator to settle."""
+    session.state.refresh()
+    found = session.disagreements()
+    return {"disagreements": found, "open": sum(d.settlement.how != "adjudicated" for d in found),
+            "progress": progress(session, reviewer), "majority": session.team.export_majority}
+
+
+def disagreement_of(session: Session, record: Record, number: int):
+    """One sample's line of the disagreements page, after a settle."""
+    return next((d for d in session.disagreements() if (d.record.index, d.number) == (record.index, number)), None)
 
 
 def chart_figures(records: list[Record]) -> tuple[list, list, list]:
@@ -186,11 +216,11 @@ class SideBySide:
 SIDE_BY_SIDE_SAMPLES = 3
 
 
-def first_views(session: Session, record: Record) -> list[SampleView]:
-    return [sample_view(session, record, n) for n in range(min(len(record.samples), SIDE_BY_SIDE_SAMPLES))]
+def first_views(session: Session, record: Record, reviewer: str) -> list[SampleView]:
+    return [sample_view(session, record, n, reviewer) for n in range(min(len(record.samples), SIDE_BY_SIDE_SAMPLES))]
 
 
-def compare_page(session: Session, a: int, b: int, record_id: str | None) -> dict:
+def compare_page(session: Session, a: int, b: int, record_id: str | None, reviewer: str = DEFAULT_REVIEWER) -> dict:
     """Two inputs on the same questions: counts, the flipped questions, one question side by side."""
     comparison = stats.compare(session.source_records(a), session.source_records(b))
     flipped = comparison.right_to_wrong + comparison.wrong_to_right
@@ -198,6 +228,6 @@ def compare_page(session: Session, a: int, b: int, record_id: str | None) -> dic
     pair = None
     if chosen is not None:
         left, right = session.record_by_id(a, chosen), session.record_by_id(b, chosen)
-        pair = SideBySide(left, right, first_views(session, left), first_views(session, right))
+        pair = SideBySide(left, right, first_views(session, left, reviewer), first_views(session, right, reviewer))
     return {"comparison": comparison, "a": session.collection.sources[a], "b": session.collection.sources[b],
-            "pair": pair, "sources": session.collection.sources, "progress": progress(session)}
+            "pair": pair, "sources": session.collection.sources, "progress": progress(session, reviewer)}

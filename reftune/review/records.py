@@ -34,8 +34,9 @@ class Sample:
     reward: float | None = None  # the ReFT reward, where the input holds one
     finished: bool = True        # False: cut at max_new_tokens
     step: int | None = None      # the RL step that sampled it (rollouts)
-    origin: str = "sample"       # "sample", "rollout", "training" (a ReFT file's CoT), "rejected"
-    detail: str = ""             # why annotate rejected it
+    origin: str = "sample"       # "sample", "rollout", "training" (a ReFT file's CoT), "rejected", "written"
+    detail: str = ""             # why annotate rejected it; a written CoT's check
+    author: str = ""             # who wrote it (a CoT written by hand in the review)
 
 
 @dataclass(frozen=True)

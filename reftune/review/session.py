@@ -1,17 +1,21 @@
-"""One review session: the loaded collection, its index, the live review state and the re-checks
-already run. The pages ask it questions; it knows nothing about HTTP."""
+"""One review session: the loaded collection, its index, the team and its queues, the live review
+state and the re-checks already run. The pages ask it questions, on behalf of one reviewer where
+the answer is theirs (their queue, their marks); it knows nothing about HTTP."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass
 
 from reftune.errors import ReftuneError
+from reftune.review.agreement import Agreement, agreement_table
 from reftune.review.checking import TRAINING_ORIGINS, check_cots
 from reftune.review.export import ExportCounts, KeptSample, decision_rows, export_paths, export_source, exported
-from reftune.review.journal import SampleReview
+from reftune.review.journal import DEFAULT_REVIEWER, SampleReview
 from reftune.review.query import MARK_FILTERS, Query, build_index, select
-from reftune.review.records import Collection, Record
+from reftune.review.records import Collection, Record, Sample
 from reftune.review.state import ReviewState
+from reftune.review.team import Settlement, Team, assign, disagree, settle
 from reftune.verification import Verdict
 
 CACHED_QUERIES = 32
@@ -21,19 +25,36 @@ class UnknownRecord(ReftuneError):
     """A URL names a record the session does not hold."""
 
 
+class NotYours(ReftuneError):
+    """A reviewer asks for a record of another reviewer's queue, or for the adjudicator's work."""
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A sample the reviewers decided differently, with what each of them did and how it stands."""
+
+    record: Record
+    number: int
+    sample: Sample
+    reviews: tuple[tuple[str, SampleReview], ...]  # (reviewer, review), of those who decided it
+    settlement: Settlement
+
+
 class Session:
     """What the app serves, loaded once at start."""
 
-    def __init__(self, collection: Collection, include_failing: bool = False):
+    def __init__(self, collection: Collection, include_failing: bool = False, team: Team | None = None):
         self.collection = collection
         self.records = collection.records
         self.index = build_index(collection.records)
         self.state = ReviewState(collection)
         self.include_failing = include_failing  # Export writes the kept CoTs that fail the check too
+        self.team = team or Team()
+        self.assignment = assign(self.team, len(collection.records))
         self._matches: OrderedDict = OrderedDict()
         self._verdicts: dict[int, list] = {}
         self._edit_checks: dict[tuple[int, int, str], Verdict] = {}
-        self._failing: tuple[int, list[KeptSample], set[int]] | None = None  # (state.changes, failing(), indices)
+        self._failing: dict[str, tuple[int, list[KeptSample], set[int]]] = {}  # reviewer -> (changes, failing, indices)
         self._remembered: dict = {}
         self._lock = threading.Lock()
         self._by_id = {(r.source, r.id): r.index for r in collection.records if not r.error}
@@ -52,31 +73,49 @@ class Session:
     def source_records(self, source: int) -> list[Record]:
         return [record for record in self.records if record.source == source]
 
-    def matches(self, query: Query) -> list[int]:
-        """Record indices the query selects (cached; a filter on marks also keys on the changes)."""
+    def queue(self, reviewer: str) -> frozenset | None:
+        """The record indices the reviewer reviews; None: every record (one reviewer)."""
+        return None if len(self.team.reviewers) == 1 else self.assignment.queue(reviewer)
+
+    def check_queue(self, record: Record, reviewer: str) -> Record:
+        """The record, if it is in the reviewer's queue; NotYours otherwise."""
+        queue = self.queue(reviewer)
+        if queue is not None and record.index not in queue:
+            raise NotYours(f"record {record.index} is in another reviewer's queue, not in {reviewer}'s: "
+                           f"the list shows yours")
+        return record
+
+    def matches(self, query: Query, reviewer: str = DEFAULT_REVIEWER) -> list[int]:
+        """Record indices of the reviewer's queue the query selects (cached; a filter on marks also
+        keys on the changes)."""
         depends_on_marks = query.filter in MARK_FILTERS or query.filter == "unreviewed"
-        key = (query.filter, query.search, query.sort, self.state.changes if depends_on_marks else None)
+        key = (reviewer, query.filter, query.search, query.sort, self.state.changes if depends_on_marks else None)
         with self._lock:
             if key in self._matches:
                 self._matches.move_to_end(key)
                 return self._matches[key]
-        failing = self.failing_records() if query.filter == "failing" else set()
-        found = select(self.index, query, lambda index: self.marks(index, failing))
+        failing = self.failing_records(reviewer) if query.filter == "failing" else set()
+        found = select(self.index, query, lambda index: self.marks(index, failing, reviewer))
+        queue = self.queue(reviewer)
+        if queue is not None:
+            found = [index for index in found if index in queue]
         with self._lock:
             self._matches[key] = found
             while len(self._matches) > CACHED_QUERIES:
                 self._matches.popitem(last=False)
         return found
 
-    def marks(self, index: int, failing: set[int] | None = None) -> set[str]:
-        """The record's review marks, and "failing" when a sample it keeps fails the check.
-        failing: failing_records(), when the caller asks for many records."""
-        failing = self.failing_records() if failing is None else failing
-        return self.state.marks(index) | ({"failing"} if index in failing else set())
+    def marks(self, index: int, failing: set[int] | None = None, reviewer: str = DEFAULT_REVIEWER) -> set[str]:
+        """The record's marks in the reviewer's review, and "failing" when a sample they keep fails the
+        check. failing: failing_records(reviewer), when the caller asks for many records."""
+        failing = self.failing_records(reviewer) if failing is None else failing
+        return self.state.marks(index, reviewer) | ({"failing"} if index in failing else set())
 
     def verdicts(self, record: Record) -> list[Verdict]:
-        """The verification of the record's samples as written (programs run once per session)."""
-        return self.verdicts_of([record])[record.index]
+        """The verification of the record's samples as written (programs run once per session), then
+        of its CoTs written by hand (checked when they were saved)."""
+        written = self.state.samples(record)[len(record.samples):]
+        return self.verdicts_of([record])[record.index] + [Verdict(s.status, s.answer, s.detail) for s in written]
 
     def verdicts_of(self, records: list[Record]) -> dict[int, list[Verdict]]:
         """record index -> the verdicts of its samples as written; the records not checked yet are
@@ -97,23 +136,51 @@ class Session:
         with self._lock:
             return {record.index: self._verdicts[record.index] for record in records}
 
-    def kept_samples(self, source: int | None = None) -> list[KeptSample]:
-        """The samples an export keeps (accepted, or edited and not rejected), in file order, each
-        with its check: an edit's is the re-check journaled when it was saved (the one its card
-        shows), a sample as written is checked here once per session."""
+    def kept_by(self, reviewer: str, source: int | None = None) -> list[KeptSample]:
+        """The samples the reviewer keeps (accepted, or edited and not rejected), in file order, each
+        with its check: what the reviewer's header warns of before an export."""
         with self.state.lock:
-            touched = [(index, number, review) for index, samples in self.state.reviews.items()
-                       for number, review in samples.items() if exported(review)]
-        touched = sorted((t for t in touched if source is None or self.records[t[0]].source == source),
-                         key=lambda t: t[:2])
-        as_written = self.verdicts_of([self.records[index] for index, _, review in touched if not review.edited])
+            touched = sorted((index, number, review)
+                             for index, samples in self.state.reviews.get(reviewer, {}).items()
+                             for number, review in samples.items() if exported(review))
+        touched = [t for t in touched if source is None or self.records[t[0]].source == source]
+        self.verdicts_of([self.records[index] for index, _, review in touched if not review.edited])  # one batch
+        return [self.kept_sample(self.records[index], number, review) for index, number, review in touched]
+
+    def kept_sample(self, record: Record, number: int, review: SampleReview) -> KeptSample:
+        """A sample in a review's version: an edit's check is the re-check journaled when it was
+        saved (the one its card shows), a sample as written is checked here once per session."""
+        if review.edited:
+            return KeptSample(record, number, review.text, self.edit_verdict(record, number, review))
+        return KeptSample(record, number, self.state.samples(record)[number].text, self.verdicts(record)[number])
+
+    def settlements(self, source: int | None = None) -> list[tuple[int, int, Settlement]]:
+        """(record index, sample, settlement) of every sample a reviewer decided, in file order."""
+        found = []
+        with self.state.lock:
+            touched = [(i, n) for i, n in self.state.touched() if source is None or self.records[i].source == source]
+            for index, number in touched:
+                adjudicated = self.state.settled.get(index, {}).get(number)
+                settled = settle(self.state.sample_reviews(index, number), adjudicated.text if adjudicated else "",
+                                 self.team.export_majority)
+                if settled is not None:
+                    found.append((index, number, settled))
+        return found
+
+    def kept_samples(self, source: int | None = None) -> list[KeptSample]:
+        """What Export keeps: each sample whose settled decision is to accept it, in the version of
+        every reviewer who kept it (the same text once), in file order. One reviewer: their kept samples."""
         kept = []
-        for index, number, review in touched:
-            record = self.records[index]
-            if review.edited:
-                kept.append(KeptSample(record, number, review.text, self.edit_verdict(record, number, review)))
-            else:
-                kept.append(KeptSample(record, number, record.samples[number].text, as_written[index][number]))
+        accepted = [(index, number, s) for index, number, s in self.settlements(source) if s.decision == "accepted"]
+        self.verdicts_of([self.records[index] for index, _, _ in accepted])  # one sandbox call for them all
+        for index, number, settled in accepted:
+            record, texts = self.records[index], set()
+            reviews = [self.state.review(index, number, name) for name in settled.keepers] or [SampleReview()]
+            for review in reviews:
+                sample = self.kept_sample(record, number, review)
+                if sample.text not in texts:
+                    texts.add(sample.text)
+                    kept.append(sample)
         return kept
 
     def edit_verdict(self, record: Record, number: int, review: SampleReview) -> Verdict:
@@ -124,39 +191,71 @@ class Session:
         with self._lock:
             if key in self._edit_checks:
                 return self._edit_checks[key]
-        training = record.samples[number].origin in TRAINING_ORIGINS
+        training = self.state.samples(record)[number].origin in TRAINING_ORIGINS
         found = check_cots(self.collection.tasks[record.source], [review.text], [record.gold], training)[0]
         with self._lock:
             return self._edit_checks.setdefault(key, found)
 
-    def failing(self) -> list[KeptSample]:
-        """The kept samples that fail the check: what the page warns of before an export."""
-        return self._failing_now()[1]
+    def failing(self, reviewer: str = DEFAULT_REVIEWER) -> list[KeptSample]:
+        """The reviewer's kept samples that fail the check: what the page warns of before an export."""
+        return self._failing_now(reviewer)[1]
 
-    def failing_records(self) -> set[int]:
-        """Indices of the records with a kept sample that fails the check."""
-        return self._failing_now()[2]
+    def failing_records(self, reviewer: str = DEFAULT_REVIEWER) -> set[int]:
+        """Indices of the records with a sample the reviewer keeps that fails the check."""
+        return self._failing_now(reviewer)[2]
 
-    def _failing_now(self) -> tuple[int, list[KeptSample], set[int]]:
+    def _failing_now(self, reviewer: str) -> tuple[int, list[KeptSample], set[int]]:
         """Recomputed only after a change to the review (the checks themselves are cached)."""
-        changes, cached = self.state.changes, self._failing
+        changes, cached = self.state.changes, self._failing.get(reviewer)
         if cached is None or cached[0] != changes:
-            found = [kept for kept in self.kept_samples() if kept.failing]
-            cached = self._failing = (changes, found, {kept.record.index for kept in found})
+            found = [kept for kept in self.kept_by(reviewer) if kept.failing]
+            cached = self._failing[reviewer] = (changes, found, {kept.record.index for kept in found})
         return cached
 
     def export(self) -> list[ExportCounts]:
-        """Write the export files of every input with a reviewed sample; what each holds."""
+        """Write the export files of every input with a reviewed sample; what each holds and how its
+        decisions were settled."""
         paths = export_paths(self.collection.sources)
         touched = self.state.touched_sources()
         return [export_source(source, self.kept_samples(source.number), self.decisions(source.number),
-                              paths[source.number], self.collection.tasks[source.number], self.include_failing)
+                              paths[source.number], self.collection.tasks[source.number], self.include_failing,
+                              Counter(settled.how for _, _, settled in self.settlements(source.number)))
                 for source in self.collection.sources if source.number in touched]
 
     def decisions(self, source: int) -> list[dict]:
-        """The decisions CSV's rows of one input."""
+        """The decisions CSV's rows of one input: one per reviewer and sample they touched."""
         records = [record for record in self.source_records(source) if not record.error]
-        return decision_rows(records, self.state.record_reviews, self.collection.sources[source].label)
+        settled = {(index, number): s for index, number, s in self.settlements(source)}
+        label = self.collection.sources[source].label
+        return decision_rows(records, self.state.samples, self.state.record_reviews, label, self.reviewer_names(),
+                             settled)
+
+    def reviewer_names(self) -> list[str]:
+        """The team's reviewers, then anyone else the journal names (a review begun alone, say)."""
+        return [*self.team.reviewers, *sorted(set(self.state.reviews) - set(self.team.reviewers))]
+
+    def disagreements(self) -> list[Disagreement]:
+        """The samples the reviewers decided differently, settled or not, in file order."""
+        found = []
+        for index, number, settled in self.settlements():
+            reviews = self.state.sample_reviews(index, number)
+            if disagree(reviews):
+                record = self.records[index]
+                decided = tuple((name, reviews[name]) for name in self.reviewer_names() if name in reviews)
+                found.append(Disagreement(record, number, self.state.samples(record)[number], decided, settled))
+        return found
+
+    def agreement(self, source: int) -> list[Agreement]:
+        """The agreement table over the samples of the input's records that two or more reviewers
+        share (their assigned reviewers, in sorted order)."""
+        shared = []
+        with self.state.lock:
+            for record in self.source_records(source):
+                names = sorted(self.assignment.reviewers_of(record.index))
+                if len(names) > 1 and not record.error:
+                    shared += [tuple(self.state.review(record.index, number, name) for name in names)
+                               for number in range(len(self.state.samples(record)))]
+        return agreement_table(shared, cohen=len(self.team.reviewers) == 2)
 
     def remember(self, key, compute):
         """compute() once per key: for what depends only on the data, such as the charts."""

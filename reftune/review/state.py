@@ -1,15 +1,17 @@
-"""The live review of a session: every sample's review, replayed from the journals at start and kept
-in step with them as the reviewer acts. A lock orders the actions of all tabs; the journal's file
-lock orders those of several `reftune review` processes on the same data."""
+"""The live review of a session: every reviewer's review of every sample, the CoTs written by hand and
+the adjudicator's settlements, replayed from the journals at start and kept in step with them as the
+reviewers act. A lock orders the actions of all tabs and reviewers; the journal's file lock orders
+those of several `reftune review` processes on the same data."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from reftune.errors import ReftuneError
-from reftune.review.journal import Event, Journal, SampleReview, apply_event, parse_line
-from reftune.review.records import Collection, Record
+from reftune.review.journal import DEFAULT_REVIEWER, DECISIONS, Event, Journal, SampleReview, apply_event, parse_line
+from reftune.review.records import Collection, Record, Sample
 
-MARKS = ("edited", "accepted", "rejected", "flagged")  # a record's marks: what some sample of it has
+MARKS = ("edited", "accepted", "rejected", "flagged", "written")  # a record's marks: what some sample of it has
 
 
 class EditConflict(Exception):
@@ -21,14 +23,17 @@ class EditConflict(Exception):
 
 
 class ReviewState:
-    """Reviews of the collection's samples, keyed by record index and sample number."""
+    """Reviews of the collection's samples: reviewer -> record index -> sample number -> review. A CoT
+    written by hand is a sample of its record numbered after the record's own; every reviewer sees it."""
 
     def __init__(self, collection: Collection):
         self.collection = collection
         self.journals = {source.number: Journal(source.journal_path) for source in collection.sources}
         self.lock = threading.Lock()
         self.changes = 0  # bumped by every change: cached query results depend on it
-        self.reviews: dict[int, dict[int, SampleReview]] = {}
+        self.reviews: dict[str, dict[int, dict[int, SampleReview]]] = {}
+        self.written: dict[int, list[Sample]] = {}     # record index -> its CoTs written by hand, in order
+        self.settled: dict[int, dict[int, Event]] = {}  # record index -> sample -> the adjudicator's settle
         self.problems: list[str] = []
         self._index = {(record.source, record.id): record.index for record in collection.records if not record.error}
         for number, journal in self.journals.items():
@@ -46,9 +51,30 @@ class ReviewState:
                 continue
             index = self._index.get((source, event.id))
             if index is not None:
-                samples = self.reviews.setdefault(index, {})
-                samples[event.sample] = apply_event(samples.get(event.sample, SampleReview()), event)
-                self.changes += 1
+                problem = self.apply(index, event)
+                if problem:
+                    self.problems.append(f"{self.journals[source].path}: {problem} (skipped)")
+
+    def apply(self, index: int, event: Event) -> str:
+        """Apply one event to the record at `index`; what is wrong with it, or "" once applied. A
+        written CoT takes the next number, so a write numbered otherwise is not this data's."""
+        record = self.collection.records[index]
+        if event.event == "write" and event.sample != len(self.samples(record)):
+            return f"a CoT written as sample {event.sample} of {event.id}, which has {len(self.samples(record))}"
+        if event.event == "settle" and event.text not in DECISIONS.values():
+            return f"a settle of {event.id} to {event.text[:20]!r}, not accepted or rejected"
+        if event.event == "write":
+            self.written.setdefault(index, []).append(
+                Sample(event.text, event.answer, event.status, origin="written", detail=event.detail,
+                       author=event.reviewer))
+        if event.event == "settle":
+            self.settled.setdefault(index, {})[event.sample] = event
+            self.changes += 1
+            return ""
+        samples = self.reviews.setdefault(event.reviewer, {}).setdefault(index, {})
+        samples[event.sample] = apply_event(samples.get(event.sample, SampleReview()), event)
+        self.changes += 1
+        return ""
 
     def refresh(self) -> None:
         """Take in what another `reftune review` process on the same data has journaled since."""
@@ -61,16 +87,36 @@ class ReviewState:
     def read_only_sources(self) -> list[str]:
         return [str(journal.path.parent) for journal in self.journals.values() if not journal.writable]
 
-    def review(self, index: int, sample: int) -> SampleReview:
-        return self.reviews.get(index, {}).get(sample, SampleReview())
+    def samples(self, record: Record) -> tuple[Sample, ...]:
+        """The record's samples as the input holds them, then the CoTs written for it by hand."""
+        written = self.written.get(record.index)
+        return record.samples + tuple(written) if written else record.samples
 
-    def record_reviews(self, record: Record) -> list[SampleReview]:
-        return [self.review(record.index, number) for number in range(len(record.samples))]
+    def review(self, index: int, sample: int, reviewer: str = DEFAULT_REVIEWER) -> SampleReview:
+        return self.reviews.get(reviewer, {}).get(index, {}).get(sample, SampleReview())
 
-    def marks(self, index: int) -> set[str]:
-        """Which of MARKS some sample of the record has."""
-        marks = set()
-        for review in self.reviews.get(index, {}).values():
+    def record_reviews(self, record: Record, reviewer: str = DEFAULT_REVIEWER) -> list[SampleReview]:
+        return [self.review(record.index, number, reviewer) for number in range(len(self.samples(record)))]
+
+    def sample_reviews(self, index: int, sample: int) -> dict[str, SampleReview]:
+        """Every reviewer's review of one sample (those who did something to it)."""
+        found = {}
+        for reviewer, records in self.reviews.items():
+            review = records.get(index, {}).get(sample)
+            if review is not None and review != SampleReview():
+                found[reviewer] = review
+        return found
+
+    def touched(self) -> list[tuple[int, int]]:
+        """(record index, sample) of every sample some reviewer did something to, in file order."""
+        reviewed = {(index, number) for records in self.reviews.values()
+                    for index, samples in records.items() for number in samples}
+        return sorted(reviewed | {(index, number) for index, samples in self.settled.items() for number in samples})
+
+    def marks(self, index: int, reviewer: str = DEFAULT_REVIEWER) -> set[str]:
+        """Which of MARKS some sample of the record has in the reviewer's review."""
+        marks = {"written"} if self.written.get(index) else set()
+        for review in self.reviews.get(reviewer, {}).get(index, {}).values():
             if review.edited:
                 marks.add("edited")
             if review.decision:
@@ -81,15 +127,19 @@ class ReviewState:
 
     def touched_sources(self) -> set[int]:
         """Inputs with at least one reviewed sample: the ones an export writes files for."""
-        return {self.collection.records[index].source for index, samples in self.reviews.items() if samples}
+        return {self.collection.records[index].source for index, _ in self.touched()}
 
-    def reviewed_count(self) -> int:
-        """Records with at least one accepted or rejected sample: the progress count."""
-        return sum(1 for samples in self.reviews.values() if any(r.decision for r in samples.values()))
+    def reviewed_count(self, reviewer: str = DEFAULT_REVIEWER, among=None) -> int:
+        """Records (of `among`, when given) with at least one sample the reviewer accepted or rejected:
+        the progress count."""
+        return sum(1 for index, samples in self.reviews.get(reviewer, {}).items()
+                   if (among is None or index in among) and any(r.decision for r in samples.values()))
 
-    def act(self, record: Record, sample: int, event: Event) -> SampleReview:
-        """Journal the event, then apply it. An edit based on an older version raises EditConflict."""
-        if record.error or not 0 <= sample < len(record.samples):
+    def act(self, record: Record, sample: int, event: Event) -> Event:
+        """Journal the event, then apply it; the event as journaled (with its time, and for a CoT
+        written by hand the next sample number, taken here under the lock). An edit based on an older
+        version raises EditConflict."""
+        if record.error or (event.event != "write" and not 0 <= sample < len(self.samples(record))):
             raise ReftuneError(f"record {record.index} has no sample {sample}")
         journal = self.journals[record.source]
         if not journal.writable:
@@ -97,10 +147,11 @@ class ReviewState:
                                f"so this review cannot be saved (copy the data somewhere writable)")
         with self.lock, journal.locked() as handle:
             self.take_in(record.source, journal.read_new())
-            current = self.review(record.index, sample)
+            if event.event == "write":
+                event = replace(event, sample=len(self.samples(record)))
+            current = self.review(record.index, event.sample, event.reviewer)
             if event.event == "edit" and event.base != current.version:
                 raise EditConflict(current)
-            updated = apply_event(current, journal.append(handle, event))
-            self.reviews.setdefault(record.index, {})[sample] = updated
-            self.changes += 1
-            return updated
+            journaled = journal.append(handle, event)
+            self.apply(record.index, journaled)
+            return journaled

@@ -89,3 +89,53 @@ def test_a_demo_folder_is_one_line_naming_the_samples_inside(tmp_path, python_sa
     assert main(["review", str(tmp_path / "demo"), "--no-browser"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reftune review: error: ") and err.count("\n") == 1 and str(inside) in err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--reviewers", ""], "--reviewers needs at least one name"),
+    (["--reviewers", "alice,bob", "--overlap", "3"], "--overlap 3: each record can go to 1 to 2 reviewers"),
+    (["--reviewers", "alice,bob", "--adjudicator", "carol"], "--adjudicator 'carol' is not one of the reviewers"),
+    (["--reviewers", "alice,al ice"], "reviewer name 'al ice'"),
+    (["--overlap", "2"], "--overlap needs --reviewers"),
+    (["--host", "0.0.0.0"], "--host 0.0.0.0 is not loopback: give --reviewers"),
+])
+def test_each_bad_team_option_is_one_line_and_exit_2(python_samples, capsys, options, message):
+    assert main(["review", str(python_samples), "--no-browser", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reftune review: error: ") and message in err and err.count("\n") == 1
+    assert not python_samples.with_name("test-samples.jsonl.review.jsonl").exists()
+
+
+def start_team(path, *options) -> tuple[subprocess.Popen, dict[str, str], list[str]]:
+    """A team's server: (process, reviewer -> link, the lines printed until the links)."""
+    process = subprocess.Popen([sys.executable, "-m", "reftune.cli", "review", str(path), "--no-browser", *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    links, printed = {}, []
+    for line in process.stdout:
+        printed.append(line)
+        found = re.search(r"review: (\w+): (http://127\.0\.0\.1:\d+/\?token=\S+)", line)
+        if found:
+            links[found.group(1)] = found.group(2)
+        if len(links) == 2:
+            return process, links, printed
+    raise AssertionError(f"the server exited with {process.wait()}: {''.join(printed)}")
+
+
+@pytest.mark.slow
+def test_a_team_gets_one_private_link_each_and_no_token_reaches_the_log(python_samples):
+    process, links, printed = start_team(python_samples, "--reviewers", "alice,bob", "--overlap", "2")
+    try:
+        base = links["alice"].split("?")[0]
+        assert httpx.get(base, timeout=30).status_code == 403
+        alice = httpx.Client(follow_redirects=True, timeout=30)
+        assert alice.get(links["alice"] + "&filter=wrong").status_code == 200  # the cookie, then the page
+        token = re.search(r'"X-Reftune-Token": "([^"]+)"', alice.get(base).text.replace("&#34;", '"')).group(1)
+        assert alice.post(base + "record/1/sample/0/accept", headers={"X-Reftune-Token": token}).status_code == 200
+    finally:
+        out = stop(process)
+    secrets_given = [link.split("token=")[1] for link in links.values()]
+    assert not any(secret in out for secret in secrets_given)  # the access log shows each request, no token
+    assert 'GET /?filter=wrong HTTP/1.1" 303' in out and "GET /?token=[hidden]" not in out
+    assert "alice reviewed 1 of 5, bob reviewed 0 of 5" in out
+    lines = python_samples.with_name("test-samples.jsonl.review.jsonl").read_text().splitlines()
+    assert '"reviewer": "alice"' in lines[0]

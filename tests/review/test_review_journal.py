@@ -1,6 +1,7 @@
 """The journal: append-only, replayed at start, safe against a crash and against two tabs."""
 import json
 import os
+from collections import Counter
 
 import pytest
 
@@ -20,13 +21,13 @@ def test_replay_applies_events_in_order_per_sample():
         {"event": "unflag", "id": "a", "sample": 1}]]
     reviews, problems = replay(lines)
     assert problems == []
-    assert reviews[("a", 0)] == SampleReview("rejected", False, "", "v2", 2, "correct", 7.0, "")
-    assert reviews[("a", 1)] == SampleReview(flagged=False, note="odd")
+    assert reviews[("local", "a", 0)] == SampleReview("rejected", False, "", "v2", 2, "correct", 7.0, "")
+    assert reviews[("local", "a", 1)] == SampleReview(flagged=False, note="odd")
 
 
 def test_replay_skips_a_line_cut_short_by_a_crash_and_says_so():
     reviews, problems = replay(['{"event": "accept", "id": "a", "sample": 0}', '{"event": "reje', '{"event": "eat"}'])
-    assert reviews[("a", 0)].decision == "accepted"
+    assert reviews[("local", "a", 0)].decision == "accepted"
     assert len(problems) == 2 and problems[0].startswith("line 2")
 
 
@@ -37,7 +38,7 @@ def test_an_append_after_a_cut_line_starts_on_its_own_line(tmp_path):
         assert journal.read_new() == ['{"event": "accept", "id": "a", "sample": 0}']  # the cut line waits
         journal.append(handle, Event("flag", "b", 0))
     reviews, problems = replay(journal.path.read_text().splitlines())
-    assert reviews[("a", 0)].decision == "accepted" and reviews[("b", 0)].flagged and len(problems) == 1
+    assert reviews[("local", "a", 0)].decision == "accepted" and reviews[("local", "b", 0)].flagged and len(problems) == 1
 
 
 def test_actions_are_journaled_and_a_restart_shows_the_same_state(python_samples):
@@ -102,3 +103,93 @@ def test_a_read_only_folder_is_reported_and_refuses_actions(python_samples):
             state.act(collection.records[0], 0, Event("accept", "svamp_1", 0))
     finally:
         python_samples.parent.chmod(0o755)
+
+
+def test_every_entry_names_its_reviewer_and_old_lines_replay_as_the_default_one(python_samples):
+    journal = python_samples.with_name("test-samples.jsonl.review.jsonl")
+    journal.write_text('{"event": "accept", "id": "svamp_2", "sample": 0, "time": "2024-01-01T00:00:00Z"}\n')
+    collection = load_collection([python_samples])
+    state = ReviewState(collection)
+    assert state.review(1, 0).decision == "accepted" and state.review(1, 0, "local").decision == "accepted"
+    state.act(collection.records[1], 1, Event("reject", "svamp_2", 1, reviewer="alice"))
+    state.act(collection.records[1], 1, Event("flag", "svamp_2", 1))
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [line.get("reviewer") for line in lines] == [None, "alice", "local"]
+
+
+def test_two_reviewers_decisions_on_one_sample_are_kept_apart(python_samples):
+    collection = load_collection([python_samples])
+    record = collection.records[1]
+    state = ReviewState(collection)
+    state.act(record, 0, Event("accept", record.id, 0, reviewer="alice"))
+    state.act(record, 0, Event("reject", record.id, 0, reviewer="bob"))
+    state.act(record, 0, Event("edit", record.id, 0, text="bob's fix", base=0, reviewer="bob"))
+    state.act(record, 0, Event("edit", record.id, 0, text="alice's fix", base=0, reviewer="alice"))  # her own version 0
+    restarted = ReviewState(load_collection([python_samples]))
+    reviews = restarted.sample_reviews(1, 0)
+    assert (reviews["alice"].decision, reviews["alice"].text) == ("accepted", "alice's fix")
+    assert (reviews["bob"].decision, reviews["bob"].text) == ("rejected", "bob's fix")
+    assert restarted.marks(1, "alice") == {"accepted", "edited"} and restarted.marks(1, "bob") == {"rejected", "edited"}
+    assert restarted.reviewed_count("alice") == 1 and restarted.reviewed_count("local") == 0
+
+
+def test_a_written_cot_is_the_next_sample_of_its_record_kept_by_its_writer(python_samples):
+    collection = load_collection([python_samples])
+    record = collection.records[0]  # svamp_1: one sample
+    state = ReviewState(collection)
+    first = state.act(record, 0, Event("write", record.id, 0, text="def solution():\n    return 7",
+                                       status="correct", answer=7.0, reviewer="alice"))
+    second = state.act(record, 5, Event("write", record.id, 5, text="def solution():\n    return 4 + 3",
+                                        status="correct", answer=7.0, reviewer="bob"))
+    assert (first.sample, second.sample) == (1, 2)  # numbered in the order written, whatever was asked
+    restarted = ReviewState(load_collection([python_samples]))
+    written = restarted.samples(restarted.collection.records[0])[1:]
+    assert [(s.text[-5:], s.origin, s.author, s.status) for s in written] == [
+        ("urn 7", "written", "alice", "correct"), ("4 + 3", "written", "bob", "correct")]
+    assert restarted.review(0, 1, "alice").decision == "accepted" and restarted.review(0, 1, "bob").decision == ""
+    assert "written" in restarted.marks(0, "carol")  # everyone sees a written CoT
+    restarted.act(restarted.collection.records[0], 2, Event("reject", record.id, 2, reviewer="alice"))
+    assert restarted.review(0, 2, "alice").decision == "rejected"
+
+
+def test_a_write_numbered_against_the_data_is_skipped_on_replay(python_samples):
+    journal = python_samples.with_name("test-samples.jsonl.review.jsonl")
+    journal.write_text('{"event": "write", "id": "svamp_1", "sample": 7, "text": "x"}\n'
+                       '{"event": "settle", "id": "svamp_1", "sample": 0, "text": "maybe"}\n')
+    state = ReviewState(load_collection([python_samples]))
+    assert len(state.samples(state.collection.records[0])) == 1 and state.settled == {}
+    assert len(state.problems) == 2 and "written as sample 7" in state.problems[0]
+
+
+def test_the_adjudicators_settle_is_replayed_apart_from_their_own_review(python_samples):
+    collection = load_collection([python_samples])
+    record = collection.records[1]
+    state = ReviewState(collection)
+    state.act(record, 0, Event("settle", record.id, 0, text="rejected", reviewer="carol"))
+    restarted = ReviewState(load_collection([python_samples]))
+    assert restarted.settled[1][0].text == "rejected" and restarted.settled[1][0].reviewer == "carol"
+    assert restarted.review(1, 0, "carol") == SampleReview() and restarted.touched() == [(1, 0)]
+
+
+def test_many_threads_acting_at_once_lose_no_entry(python_samples):
+    """The app runs each action in a thread pool: every one of them lands, each on its own line."""
+    import threading
+
+    collection = load_collection([python_samples])
+    state = ReviewState(collection)
+    records = [r for r in collection.records if not r.error]
+
+    def decide(name: str) -> None:
+        for n in range(25):
+            record = records[n % len(records)]
+            state.act(record, 0, Event("accept" if n % 2 else "reject", record.id, 0, reviewer=name))
+
+    threads = [threading.Thread(target=decide, args=(f"r{t}",)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = collection.sources[0].journal_path.read_text().splitlines()
+    assert len(lines) == 100 and all(json.loads(line)["event"] in ("accept", "reject") for line in lines)
+    assert Counter(json.loads(line)["reviewer"] for line in lines) == {f"r{t}": 25 for t in range(4)}
+    assert ReviewState(load_collection([python_samples])).problems == []

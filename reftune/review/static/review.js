@@ -65,6 +65,7 @@
       r: function () { press("button.reject"); },
       f: function () { press("button.flag"); },
       e: function () { press("button.edit"); },
+      w: function () { const write = document.querySelector("#write button.write"); if (write) write.click(); },
       "/": search,
     };
     if (/^[1-9]$/.test(event.key) && onRecord) { selectSample(Number(event.key) - 1); event.preventDefault(); return; }
@@ -80,7 +81,7 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     selectSample(current);
     const editor = event.detail.elt && event.detail.elt.querySelector && event.detail.elt.querySelector("textarea");
-    if (editor && event.detail.elt.classList.contains("editing")) editor.focus();
+    if (editor && (event.detail.elt.classList.contains("editing") || event.detail.elt.id === "write")) editor.focus();
   });
 
   document.addEventListener("DOMContentLoaded", function () {
