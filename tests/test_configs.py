@@ -83,3 +83,13 @@ def test_a_non_finite_learning_rate_is_one_line_at_the_command_line(tmp_path, ca
     assert main(["sft", "--learning-rate", "inf", "--output", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == "reftune sft: error: learning_rate must be a finite number, got inf\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_dev_questions_are_decoded_in_batches_of_eval_batch_size_or_twice_the_micro_batch():
+    from reftune.config import RLConfig, SFTConfig
+    from reftune.errors import ReftuneError
+
+    assert SFTConfig(micro_batch_size=16).dev_batch_size == 32
+    assert RLConfig(micro_batch_size=16, eval_batch_size=128).dev_batch_size == 128
+    with pytest.raises(ReftuneError, match="eval_batch_size must be >= 1"):
+        SFTConfig(eval_batch_size=0)

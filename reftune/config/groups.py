@@ -117,11 +117,19 @@ class TrainingOptions:
     """Dev questions evaluated (all when left out)."""
     eval_max_new_tokens: int = 300
     """Longest greedy response during dev evaluation."""
+    eval_batch_size: int | None = None
+    """Dev questions decoded together (speed and memory only); default twice micro_batch_size. A small
+    model decodes several times faster per question in batches of 128 than of 32 on a CPU."""
     keep_checkpoints: int = 2
     """Step checkpoints kept (the best model is kept apart, in best/)."""
     resume: bool = False
     """Continue the run in --output from its last checkpoint (only the run's length, evaluation
     cadence, reporting and gradient checkpointing may change)."""
+
+    @property
+    def dev_batch_size(self) -> int:
+        """Questions per batch when decoding the dev split greedily."""
+        return self.eval_batch_size or 2 * self.micro_batch_size
 
     def check_training(self) -> None:
         check_common(self)
@@ -131,6 +139,8 @@ class TrainingOptions:
         if self.resume and not self.output:
             raise ReftuneError("--resume continues the run in --output: name that folder")
         require_at_least_one(self, "micro_batch_size", "epochs", "keep_checkpoints", "eval_max_new_tokens")
+        if self.eval_batch_size is not None:
+            require_at_least_one(self, "eval_batch_size")
         if self.learning_rate <= 0:
             raise ReftuneError(f"learning_rate must be > 0, got {self.learning_rate}")
 

@@ -45,7 +45,7 @@ def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     run.begin(total_steps, finite=("gold_nll", "grad_norm"))
     params = config.sampling_params(config.num_samples_per_question)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
-                                       config.eval_max_new_tokens, config.micro_batch_size * 2)
+                                       config.eval_max_new_tokens, config.dev_batch_size)
     export = lambda path: save_pretrained(unwrapped, tokenizer, path)  # noqa: E731
 
     for step in range(run.state.step, total_steps):

@@ -101,7 +101,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     params = config.sampling_params(config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
-                                       config.eval_max_new_tokens, config.micro_batch_size * 2)
+                                       config.eval_max_new_tokens, config.dev_batch_size)
     export = lambda path, weights=None: unwrapped.export(tokenizer, path, weights)  # noqa: E731
 
     no_signal_steps, capped_said = 0, False

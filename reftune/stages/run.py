@@ -47,10 +47,11 @@ from reftune.summaries import TrainingSummary
 from reftune.tracking import RunBar, Tracker, cut_metrics, strict_json
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it
-# reports, and whether it recomputes activations to save memory (the same training either way).
+# reports, whether it recomputes activations to save memory and how many dev questions it decodes
+# together (the same training either way).
 # Anything else would train on with settings the saved config does not record.
 RESUMABLE_OPTIONS = ("resume", "epochs", "max_steps", "max_seconds", "eval_every", "keep_checkpoints", "progress",
-                     "verbose", "report_to", "gradient_checkpointing")
+                     "verbose", "report_to", "gradient_checkpointing", "eval_batch_size")
 
 
 def changed_options(saved: dict, config) -> dict[str, tuple]:

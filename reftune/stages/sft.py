@@ -73,7 +73,7 @@ def sft(config: SFTConfig) -> SFTSummary:
     run.begin(total_steps, finite=("loss", "grad_norm"))
     unwrapped = accelerator.unwrap_model(model)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
-                                       config.eval_max_new_tokens, config.micro_batch_size * 2)
+                                       config.eval_max_new_tokens, config.dev_batch_size)
     export = lambda path, weights=None: save_pretrained(unwrapped, tokenizer, path, weights)  # noqa: E731
 
     # 4. train
