@@ -6,6 +6,7 @@ JSON error, and nothing a client sends stops the server."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from reftune.hub import check_model_path
 from reftune.listening import bind, is_loopback
@@ -64,7 +65,7 @@ def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = 
 
 def serve(config) -> None:
     """Bind the port (0: a free one), load the model, print the URL, serve until Ctrl-C."""
-    served_name = config.served_name or config.model
+    served_name = config.served_name or default_served_name(config.model)
     check_model_path(config.model)  # a missing folder, or a run's folder for its model, before the slow imports
     listener = bind(config.host, config.port)  # a port in use is refused before the slow imports and loading
     try:
@@ -126,6 +127,18 @@ def announcing_server(uvicorn, config, announcement: str):
             print(announcement, flush=True)
 
     return AnnouncingServer(config)
+
+
+def default_served_name(model: str) -> str:
+    """The name clients ask for when --served-name is not given: a model folder's own name (a client
+    should not learn, or have to send, where the model lies on disk), else the name as given (a hub
+    id, smollm2-135m, tiny).
+
+    >>> default_served_name("tiny")
+    'tiny'
+    """
+    folder = Path(model).expanduser()
+    return folder.resolve().name if folder.is_dir() and folder.resolve().name else model
 
 
 def tiny_tokenizer_texts(config) -> list[str] | None:
