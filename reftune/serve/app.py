@@ -1,8 +1,9 @@
 """`reftune serve MODEL`: an OpenAI-compatible HTTP server (Starlette routes on uvicorn) over any model
 reftune loads. Each route reads the body (at most max_body_bytes), parses it (reftune.serve.protocol)
 and hands the request to the Batcher on a worker thread (tokenising a long prompt must not hold up the
-other routes), then returns JSON; a bad request is a 400 (404 for an unknown model or path) with a
-JSON error, and nothing a client sends stops the server."""
+other routes), then returns JSON, or with `stream: true` server-sent events as the text is generated
+(reftune.serve.streaming); a bad request is a 400 (404 for an unknown model or path) with a JSON error,
+sent before any event, and nothing a client sends stops the server."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from reftune.hub import check_model_path
 from reftune.listening import bind, is_loopback
-from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, chat_request, completion_request,
+from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, Stream, chat_request, completion_request,
                                     completion_response, error_body, models_response, parse_body)
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # far more text than any model's context: `reftune serve --max-body-bytes`
@@ -26,18 +27,26 @@ def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = 
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from reftune.serve.streaming import EventStream, Pieces, events
+
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse(error_body(message, status), status_code=status)
 
-    def submit(raw: bytes, parse):
-        """On a worker thread: the parsed request and the future of its generations."""
+    def submit(raw: bytes, parse, pieces: Pieces):
+        """On a worker thread: the parsed request and the future of its generations (a streamed one
+        hands its pieces to `pieces` as they come)."""
         generation_request = parse(parse_body(raw), served_name, max_tokens_limit, max_rows)
-        return generation_request, batcher.submit(generation_request)
+        return generation_request, batcher.submit(generation_request, pieces.put if generation_request.stream else None)
 
-    async def generate(request, parse, chat: bool) -> JSONResponse:
+    async def generate(request, parse, chat: bool):
         try:
             raw = await read_body(request, max_body_bytes)
-            generation_request, future = await run_in_threadpool(submit, raw, parse)
+            pieces = Pieces()
+            generation_request, future = await run_in_threadpool(submit, raw, parse, pieces)
+            if generation_request.stream:  # every check passed: the events start
+                pieces.follow(future)
+                return EventStream(events(Stream.start(served_name, chat), pieces, future, generation_request),
+                                   on_close=future.cancel)
             generations = await asyncio.wrap_future(future)
         except BadRequest as exc:
             return error(str(exc), exc.status)
