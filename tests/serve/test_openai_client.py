@@ -94,7 +94,8 @@ def test_log_probs_come_with_the_top_k_per_token_streamed_or_not(client):
 
 def test_what_the_server_cannot_do_or_take_is_a_400_naming_it_streamed_or_not(client):
     refused = [
-        (dict(prompt=[PROMPT] * 3, n=3, stream=True), r"asks for 9 completions \(3 prompts x n=3\).*--max-request-rows"),
+        (dict(prompt=[PROMPT] * 3, n=3, stream=True),
+         r"asks for 9 completions \(3 prompts x n=3\).*--max-request-rows"),
         (dict(prompt="1 2 " * 60_000, stream=True), "--max-body-bytes"),
         (dict(prompt=PROMPT, echo=True), "'echo' is not supported by reftune serve"),
         (dict(prompt=PROMPT, logprobs=30, stream=True), "'logprobs' must be between 0 and 20"),

@@ -36,7 +36,8 @@ def owner(stop=(), max_tokens=50, logprobs=None, sink=None, index=0, future=None
 
 def follow(pieces: list[bytes], **options) -> tuple[RowText, list]:
     sent = []
-    row = RowText(owner(sink=lambda delta: None, **options), lambda ids: TOKENIZER.decode(ids, skip_special_tokens=True))
+    decode = lambda ids: TOKENIZER.decode(ids, skip_special_tokens=True)  # noqa: E731
+    row = RowText(owner(sink=lambda delta: None, **options), decode)
     for token in TOKENIZER.ids(*pieces):
         row.add(token, None, token == EOS)
         if delta := row.delta():
