@@ -180,8 +180,7 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
             return out.logits.float(), out.logits.new_zeros(out.logits.shape[:2], dtype=torch.float)
         return out.logits.float(), value_head(out.hidden_states[-1][:, -out.logits.size(1):]).squeeze(-1).float()
 
-    def choose(step_logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Tokens for the rows in `active` (as it stands when called), shown to `observe`."""
+    def choose(step_logits: Tensor) -> tuple[Tensor, Tensor]:  # for the rows in `active` as it stands
         tokens, logps = choose_tokens(step_logits, params, generator)
         if observe is not None:
             observe(active, tokens, step_logits)

@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     team.add_argument("--export-majority", action="store_true",
                       help="Export takes the majority decision of a disagreement nobody settled "
                            "(default: leaves it out)")
-    helpers = parser.add_argument_group("a model that helps")
+    add_helper_arguments(parser.add_argument_group("a model that helps"))
+
+
+def add_helper_arguments(helpers) -> None:
+    """--suggest-* (a model suggests CoTs) and --verifier (a verifier orders the records)."""
     helpers.add_argument("--suggest-endpoint", metavar="URL",
                          help="an OpenAI-compatible API (reftune serve, vLLM, a llama.cpp server), e.g. "
                               "http://127.0.0.1:8000/v1: a question's Suggest button asks it for CoTs")
@@ -61,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "the task's built-in ones); an empty file asks with the task's prompt alone, as a "
                               "model reftune trained reads it")
     helpers.add_argument("--verifier", metavar="FOLDER",
-                         help="a verifier (`reftune verifier`'s folder) that scores every sample in the background: "
-                              "the list's sort 'most doubtful first' shows the records it trusts least first")
+                         help="a verifier (the best/ folder of a `reftune verifier` run) that scores every sample "
+                              "in the background: the list's sort 'most doubtful first' shows the records it trusts "
+                              "least first")
 
 
 def check_port(port: int) -> None:
