@@ -160,6 +160,8 @@ def suggestions_page(session: Session, record: Record) -> dict:
     """K CoTs the model suggests for the question, checked (raises SuggestFailed when none came)."""
     if session.suggester is None:
         raise ReftuneError("this review has no model to ask: start it with --suggest-endpoint URL")
+    if record.error:
+        raise ReftuneError(f"record {record.index} could not be read ({record.error}): there is no question to ask")
     task = session.collection.tasks[record.source]
     return {"record": record, "found": session.suggester.suggest(task, record), "python": task.style == "python"}
 

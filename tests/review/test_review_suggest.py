@@ -7,7 +7,7 @@ import socket
 import threading
 
 import pytest
-from review_inputs import SCRIPT_PAYLOAD, nl_samples  # noqa: F401 (fixtures)
+from review_inputs import SCRIPT_PAYLOAD, nl_samples, python_samples  # noqa: F401 (fixtures)
 from starlette.testclient import TestClient
 
 from reftune.annotate.client import Completion, RequestFailed
@@ -109,7 +109,7 @@ def test_edit_starts_the_editor_from_a_suggestion_and_saving_marks_it_edited(cli
     assert event["source"] == "helper at http://127.0.0.1:9/v1, edited" and event["status"] == "correct"
 
 
-def test_an_unknown_suggestion_or_no_model_is_one_line_and_the_endpoint_gone_is_a_message(nl_samples):
+def test_an_unknown_suggestion_or_no_model_is_one_line_and_the_endpoint_gone_is_a_message(nl_samples, python_samples):
     client = TestClient(create_app(session_with(nl_samples, StandInClient(RIGHT)), TOKEN))
     stale = client.post("/record/1/suggestion/nothing-like-it", headers={**WITH_TOKEN, "HX-Request": "true"})
     assert stale.status_code == 400 and "no longer held" in stale.text and stale.headers["HX-Retarget"] == "#flash"
@@ -117,6 +117,8 @@ def test_an_unknown_suggestion_or_no_model_is_one_line_and_the_endpoint_gone_is_
     assert 'class="suggest"' not in alone.get("/record/1").text
     asked = alone.post("/record/1/suggest", headers=WITH_TOKEN)
     assert "no model to ask: start it with --suggest-endpoint" in asked.text
+    unreadable = TestClient(create_app(session_with(python_samples, StandInClient(RIGHT)), TOKEN))
+    assert "could not be read" in unreadable.post("/record/2/suggest", headers=WITH_TOKEN).text  # a malformed line
     gone = TestClient(create_app(session_with(nl_samples, StandInClient(RequestFailed("cannot connect", True))), TOKEN))
     failed = gone.post("/record/1/suggest", headers={**WITH_TOKEN, "HX-Request": "true"})
     assert failed.status_code == 502 and "is it still running?" in failed.text and "Traceback" not in failed.text
