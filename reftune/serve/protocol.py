@@ -286,6 +286,25 @@ def chat_logprobs(entries: tuple[TokenLogprob, ...] | None) -> dict | None:
                         for e in entries]}
 
 
+def merge_deltas(deltas: list[Delta]) -> list[Delta]:
+    """Pieces that queued up while the client was being written to, one per choice (in the order the
+    choices first come): fewer, larger events when the model runs ahead of the connection.
+
+    >>> merged = merge_deltas([Delta(0, "a"), Delta(1, "x"), Delta(0, "b", None, "stop")])
+    >>> [(d.index, d.text, d.finish_reason) for d in merged]
+    [(0, 'ab', 'stop'), (1, 'x', None)]
+    """
+    merged: dict[int, Delta] = {}
+    for delta in deltas:
+        before = merged.get(delta.index)
+        if before is None:
+            merged[delta.index] = delta
+            continue
+        logprobs = None if before.logprobs is None else before.logprobs + (delta.logprobs or ())
+        merged[delta.index] = Delta(delta.index, before.text + delta.text, logprobs, delta.finish_reason)
+    return list(merged.values())
+
+
 @dataclass(frozen=True)
 class Stream:
     """What every chunk of one streamed answer shares."""

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import anyio
 from starlette.responses import StreamingResponse
 
-from reftune.serve.protocol import Delta, GenerationRequest, Stream, error_body, server_sent_event
+from reftune.serve.protocol import Delta, GenerationRequest, Stream, error_body, merge_deltas, server_sent_event
 
 
 class Pieces:
@@ -26,6 +26,18 @@ class Pieces:
         except RuntimeError:  # the loop has closed (the server is stopping): nobody is listening
             pass
 
+    async def waiting(self) -> list[Delta] | None:
+        """The pieces queued so far (at least one; waits for it), or None once the request is over."""
+        pieces = [await self.queue.get()]
+        while pieces[-1] is not None and not self.queue.empty():
+            pieces.append(self.queue.get_nowait())
+        if pieces[-1] is None:
+            if len(pieces) == 1:
+                return None
+            self.queue.put_nowait(None)  # the end came with the last pieces: they go first
+            pieces.pop()
+        return pieces
+
     def follow(self, future: Future) -> None:
         """The end of the pieces once the future resolves: after every piece, which the model's thread
         put before it resolved the future."""
@@ -36,9 +48,12 @@ async def events(stream: Stream, pieces: Pieces, future: Future, request: Genera
     """The event stream's bytes. A failure after the first event can no longer change the status, so
     it becomes an error event (as vLLM sends one) before [DONE]."""
     opened: set[int] = set()
-    while (delta := await pieces.queue.get()) is not None:
-        yield server_sent_event(stream.delta_chunk(delta, first=delta.index not in opened))
-        opened.add(delta.index)
+    while (waiting := await pieces.waiting()) is not None:
+        events = []
+        for delta in merge_deltas(waiting):
+            events.append(server_sent_event(stream.delta_chunk(delta, first=delta.index not in opened)))
+            opened.add(delta.index)
+        yield b"".join(events)
     try:
         generations = future.result()
     except Exception as exc:
