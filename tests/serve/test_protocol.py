@@ -169,3 +169,12 @@ def test_stream_chunks_take_openais_shapes():
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
     assert server_sent_event("[DONE]") == b"data: [DONE]\n\n"
     assert server_sent_event({"a": "é"}) == 'data: {"a": "é"}\n\n'.encode()
+
+
+def test_queued_pieces_merge_per_choice_keeping_their_log_probs_in_order():
+    from reftune.serve.protocol import merge_deltas
+
+    first, second = TokenLogprob("a", -1.0, (), 0), TokenLogprob("b", -2.0, (), 1)
+    merged = merge_deltas([Delta(2, "a", (first,)), Delta(0, "z"), Delta(2, "b", (second,), "length")])
+    assert [(d.index, d.text, d.finish_reason) for d in merged] == [(2, "ab", "length"), (0, "z", None)]
+    assert merged[0].logprobs == (first, second)
