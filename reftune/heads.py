@@ -129,13 +129,25 @@ class Verifier(nn.Module):
         save_head(self.head, Path(folder) / VERIFIER_HEAD)
 
 
+def check_verifier_folder(folder: str | os.PathLike) -> Path:
+    """The head's path in a folder Verifier.export wrote; one line for anything else."""
+    if not Path(folder).is_dir():
+        problem = "is not a folder" if Path(folder).exists() else "does not exist"
+        raise ReftuneError(f"verifier folder {folder} {problem}: give the folder `reftune verifier` wrote")
+    head = Path(folder) / VERIFIER_HEAD
+    if not head.exists() and (Path(folder) / "best" / VERIFIER_HEAD).exists():
+        raise ReftuneError(f"{folder} is a `reftune verifier` run folder: name the verifier inside it, "
+                           f"{Path(folder) / 'best'}")
+    if not head.exists():
+        raise ReftuneError(f"{folder} is not a verifier (no {VERIFIER_HEAD}): train one with `reftune verifier`")
+    return head
+
+
 def load_verifier(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[Verifier, object]:
     """A verifier written by Verifier.export, and its tokenizer."""
     from safetensors.torch import load_file
 
-    head = Path(folder) / VERIFIER_HEAD
-    if not head.exists():
-        raise ReftuneError(f"{folder} is not a verifier (no {VERIFIER_HEAD}): train one with `reftune verifier`")
+    head = check_verifier_folder(folder)
     policy = load_policy(str(folder), device=device)
     verifier = Verifier(policy.model)
     verifier.head.load_state_dict(load_file(str(head), device=str(device)))

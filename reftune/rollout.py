@@ -113,22 +113,29 @@ def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[Tensor, Tenso
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
-           generator: torch.Generator | None = None, value_head=None) -> Rollout:
+           generator: torch.Generator | None = None, value_head=None, observe=None) -> Rollout:
     """Sample `params.num_samples` responses per prompt; each row stops at a stop token, the batch
     when all rows have stopped or reached max_new_tokens. Reproducible for a seeded `generator`.
 
     With a `value_head` (a module on the last hidden state), the Rollout also holds its value of
     the state each token was chosen in, read off the hidden states decoding computes anyway: PPO
-    then needs no forward pass of its own for old log-probs and values."""
+    then needs no forward pass of its own for old log-probs and values.
+
+    observe(rows, tokens, logits), when given, sees every token as it is chosen: rows (a,) the rows
+    (of the N) choosing, tokens (a,) their choices, logits (a, V) the untempered logits they were
+    chosen from. Each row's tokens come in order, each exactly once; an exception it raises ends the
+    sampling (the server streams text and drops abandoned requests this way)."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
     was_training = model.training
     model.eval()
-    with torch.inference_mode():  # less bookkeeping per op than no_grad; only new tensors leave it
-        responses = decode(model, prompt_ids, prompt_mask, params, stops, tokenizer.pad_token_id, generator,
-                           value_head)
-    model.train(was_training)
+    try:
+        with torch.inference_mode():  # less bookkeeping per op than no_grad; only new tensors leave it
+            responses = decode(model, prompt_ids, prompt_mask, params, stops, tokenizer.pad_token_id, generator,
+                               value_head, observe)
+    finally:
+        model.train(was_training)
     k = params.num_samples
     return assemble_rollout(tokenizer, prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0),
                             responses, k, with_values=value_head is not None)
@@ -157,8 +164,9 @@ class Responses:
 
 
 def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, stops: Tensor, pad_id: int,
-           generator: torch.Generator | None, value_head=None) -> Responses:
-    """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent."""
+           generator: torch.Generator | None, value_head=None, observe=None) -> Responses:
+    """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent.
+    observe: see sample()."""
     from reftune.kv_cache import generation_cache  # imports transformers: only when sampling
 
     k, device = params.num_samples, prompt_ids.device
@@ -171,6 +179,12 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
         if value_head is None:
             return out.logits.float(), out.logits.new_zeros(out.logits.shape[:2], dtype=torch.float)
         return out.logits.float(), value_head(out.hidden_states[-1][:, -out.logits.size(1):]).squeeze(-1).float()
+
+    def choose(step_logits: Tensor) -> tuple[Tensor, Tensor]:  # for the rows in `active` as it stands
+        tokens, logps = choose_tokens(step_logits, params, generator)
+        if observe is not None:
+            observe(active, tokens, step_logits)
+        return tokens, logps
 
     # 1. prefill each distinct prompt once, then copy its cache for its K samples
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
@@ -192,7 +206,7 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
     # is all ones and is left out, which lets attention take its unmasked fast path.
     padded = not bool(prompt_mask.all())
     active = torch.arange(n, device=device)
-    chosen, chosen_logps = choose_tokens(logits, params, generator)
+    chosen, chosen_logps = choose(logits)
     while True:
         ended = responses.record(active, chosen, chosen_logps, values, stops)
         if bool(ended.all()):
@@ -217,12 +231,12 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
         # 5. sample each position in turn; a draft token is kept while the sample equals it. That is
         # exact sampling: P(keep d) = p(d), and a sample that differs is drawn from p without d.
         accepted = 0
-        chosen, chosen_logps = choose_tokens(step_logits[:, 0], params, generator)
+        chosen, chosen_logps = choose(step_logits[:, 0])
         while accepted < len(drafts) and int(chosen) == drafts[accepted]:
             if bool(responses.record(active, chosen, chosen_logps, step_values[:, accepted], stops).all()):
                 return responses
             accepted += 1
-            chosen, chosen_logps = choose_tokens(step_logits[:, accepted], params, generator)
+            chosen, chosen_logps = choose(step_logits[:, accepted])
         values = step_values[:, accepted]
         if accepted < len(drafts):  # forget the positions of the drafts that were not kept
             cache.crop(accepted - len(drafts))

@@ -132,3 +132,44 @@ def test_lookahead_at_batch_one_samples_the_same_tokens_in_fewer_passes(warm_tin
     assert torch.equal(plain.sequences, drafted.sequences)
     assert torch.allclose(plain.old_logps, drafted.old_logps, atol=1e-4)
     assert plain_calls == plain.num_generated_tokens and drafted_calls < 0.9 * plain_calls  # drafts were kept
+
+
+@pytest.mark.slow  # warm_tiny: a few seconds of SFT, shared by the session
+def test_observe_sees_every_token_once_in_order_with_the_logits_it_was_drawn_from(warm_tiny):
+    """Batched rows that stop at different times, and one row alone whose drafted tokens are kept:
+    what observe saw, row by row, is the rollout's response, and the log-softmax of the logits it
+    saw is the sampling log-prob (temperature 1)."""
+    from reftune.models import load_policy
+    from reftune.tasks import get_task
+
+    policy = load_policy(warm_tiny)
+    task = get_task("arithmetic")
+    prompts = [task.prompt(e) for e in task.load("train")[:3]]
+    for batch in (prompts, prompts[:1]):
+        seen, logps = {}, {}
+
+        def observe(rows, tokens, logits):
+            chosen = logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+            for row, token, logp in zip(rows.tolist(), tokens.tolist(), chosen.tolist()):
+                seen.setdefault(row, []).append(token)
+                logps.setdefault(row, []).append(logp)
+
+        rollout = sample(policy.model, policy.tokenizer, batch, SamplingParams(max_new_tokens=120, num_samples=2),
+                         torch.Generator().manual_seed(3), observe=observe)
+        for row in range(len(rollout.texts)):
+            mask = rollout.response_mask[row].bool()
+            assert seen[row] == rollout.sequences[row][mask].tolist()
+            assert torch.allclose(torch.tensor(logps[row]), rollout.old_logps[row][mask], atol=1e-4)
+
+
+def test_an_exception_in_observe_ends_sampling_and_leaves_the_model_as_it_was(tiny_policy):
+    class Enough(Exception):
+        pass
+
+    def observe(rows, tokens, logits):
+        raise Enough
+
+    tiny_policy.model.train()
+    with pytest.raises(Enough):
+        sample(tiny_policy.model, tiny_policy.tokenizer, PROMPTS, SamplingParams(max_new_tokens=8), observe=observe)
+    assert tiny_policy.model.training

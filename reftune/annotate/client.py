@@ -20,7 +20,16 @@ MAX_RETRY_AFTER_S = 30.0
 ENDPOINT_EXAMPLE = "http://127.0.0.1:8000/v1"
 
 
-def check_endpoint(endpoint: str) -> None:
+@dataclass(frozen=True)
+class Options:
+    """The command-line options a setup mistake's message names (annotate's by default)."""
+
+    endpoint: str = "--endpoint"
+    model: str = "--api-model"
+    key: str | None = "--api-key-env"  # None: the command sends no key
+
+
+def check_endpoint(endpoint: str, option: str = "--endpoint") -> None:
     """One line for an --endpoint that cannot be an API's URL: no retry would fix it.
 
     >>> check_endpoint("https://api.example.com/v1")
@@ -33,13 +42,13 @@ def check_endpoint(endpoint: str) -> None:
         parts = urllib.parse.urlsplit(endpoint)
         parts.port  # noqa: B018 (reading it checks it: a port that is not a number or past 65535 raises)
     except ValueError as exc:
-        raise ReftuneError(f"--endpoint {endpoint!r} is not a URL ({exc}): give the API's base URL, "
+        raise ReftuneError(f"{option} {endpoint!r} is not a URL ({exc}): give the API's base URL, "
                            f"e.g. {ENDPOINT_EXAMPLE}") from None
     if parts.scheme not in ("http", "https"):
         scheme = f"the scheme {parts.scheme!r} is not http or https" if parts.scheme else "no http:// or https://"
-        raise ReftuneError(f"--endpoint {endpoint!r}: {scheme}: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
+        raise ReftuneError(f"{option} {endpoint!r}: {scheme}: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
     if not parts.hostname:
-        raise ReftuneError(f"--endpoint {endpoint!r} names no host: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
+        raise ReftuneError(f"{option} {endpoint!r} names no host: give the API's base URL, e.g. {ENDPOINT_EXAMPLE}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,9 @@ class OpenAIClient:
     short and stops further tries, for a clean Ctrl-C."""
 
     def __init__(self, endpoint: str, model: str, api_key: str | None, timeout: float, retries: int,
-                 backoff: float, stopping: threading.Event | None = None):
-        check_endpoint(endpoint)
+                 backoff: float, stopping: threading.Event | None = None, options: Options = Options()):
+        check_endpoint(endpoint, options.endpoint)
+        self.options = options
         self.endpoint = endpoint.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -85,16 +95,21 @@ class OpenAIClient:
     def check_model(self) -> None:
         """Fail fast, in one line, when the endpoint cannot serve: unreachable after the retries, not
         an API (HTML or not JSON), a refused key, or a model it does not list."""
+        names = self.served_models()
+        if names and self.model not in names:
+            raise ReftuneError(f"unknown model {self.model!r}: endpoint {self.endpoint} serves {names[:10]}; "
+                               f"fix {self.options.model}")
+
+    def served_models(self) -> list[str]:
+        """The names the endpoint's /models lists ([] for an API without /models: the first completion
+        will tell); one line when it cannot serve at all."""
         try:
             listing = self._with_retries("GET", "/models", None)
         except RequestFailed as exc:
             if "HTTP 404" in str(exc) and "HTML" not in str(exc):
-                return  # an API without /models: the first completion will tell
+                return []
             raise ReftuneError(f"endpoint {self.endpoint}: {exc}") from None
-        names = [entry.get("id") for entry in listing.get("data", []) if isinstance(entry, dict)]
-        if names and self.model not in names:
-            raise ReftuneError(f"unknown model {self.model!r}: endpoint {self.endpoint} serves {names[:10]}; "
-                               f"fix --api-model")
+        return [entry.get("id") for entry in listing.get("data", []) if isinstance(entry, dict)]
 
     def complete(self, prompt: str | list[dict], sampling: dict) -> Completion:
         """One completion of a prompt (a string for /completions, messages for /chat/completions)."""
@@ -135,7 +150,7 @@ class OpenAIClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise _http_failure(exc) from None
+            raise _http_failure(exc, self.options) from None
         except (TimeoutError, socket.timeout):
             raise RequestFailed(f"no reply within {self.timeout:g} s", retryable=True) from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
@@ -144,7 +159,7 @@ class OpenAIClient:
         return _parse_json(raw)
 
 
-def _http_failure(error: urllib.error.HTTPError) -> RequestFailed:
+def _http_failure(error: urllib.error.HTTPError, options: Options = Options()) -> RequestFailed:
     try:
         detail = error.read().decode("utf-8", "replace")
     except OSError:
@@ -159,8 +174,9 @@ def _http_failure(error: urllib.error.HTTPError) -> RequestFailed:
         retry_after = float(retry_after) if retry_after else None
     except ValueError:
         retry_after = None
-    hint = {401: "; check the key in --api-key-env", 403: "; check the key in --api-key-env",
-            404: "; is the URL the API's base (often ending in /v1) and --api-model right?"}.get(error.code, "")
+    key = f"; check the key in {options.key}" if options.key else "; the endpoint wants a key, and none is sent"
+    hint = {401: key, 403: key,
+            404: f"; is the URL the API's base (often ending in /v1) and {options.model} right?"}.get(error.code, "")
     retryable, setup = error.code in RETRYABLE_STATUSES, error.code in SETUP_STATUSES
     return RequestFailed(f"HTTP {error.code}: {message}{hint}", retryable=retryable, retry_after=retry_after,
                          setup=setup, refused=400 <= error.code < 500 and not (retryable or setup))

@@ -42,17 +42,18 @@ def default_prompt_file(task_name: str, style: str) -> Path:
     return own if own.exists() else PROMPTS_DIR / f"gsm8k-{style}.txt"
 
 
-def read_few_shot(task_name: str, style: str, prompt_file: str | None) -> str:
-    """The few-shot block: the file's text with one blank line after it, or "" for an empty file."""
+def read_few_shot(task_name: str, style: str, prompt_file: str | None, option: str = "--prompt-file") -> str:
+    """The few-shot block: the file's text with one blank line after it, or "" for an empty file.
+    option: the command-line option that named the file, for the messages."""
     path = Path(prompt_file) if prompt_file else default_prompt_file(task_name, style)
     if path.exists() and not path.is_file():  # a folder, or a device such as /dev/zero that never ends
-        raise ReftuneError(f"--prompt-file {path} is not a file: give a text file of few-shot examples")
+        raise ReftuneError(f"{option} {path} is not a file: give a text file of few-shot examples")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReftuneError(f"cannot read --prompt-file {path}: {exc}") from None
+        raise ReftuneError(f"cannot read {option} {path}: {exc}") from None
     if text and not parse_examples(text):
-        raise ReftuneError(f"--prompt-file {path} holds no 'Question:' / 'Answer reasoning:' examples; write "
+        raise ReftuneError(f"{option} {path} holds no 'Question:' / 'Answer reasoning:' examples; write "
                            f"each as 'Question:\\n...\\nAnswer reasoning:\\n...', a blank line between them")
     return text + "\n\n" if text else ""
 

@@ -105,7 +105,8 @@ class ServeConfig:
     port: int = 8000
     """Port to listen on; 0 picks a free one (the URL is printed)."""
     served_name: str | None = None
-    """The model name clients ask for (shown by /v1/models); default: --model as given."""
+    """The model name clients ask for (shown by /v1/models); default: a model folder's own name (not its
+    path), else --model as given (a hub id, smollm2-135m, tiny)."""
     max_batch: int = 16
     """Most completions computed by one sampling call: requests waiting together share calls, and a
     larger request is answered in pieces of this size (it bounds the memory a request takes)."""

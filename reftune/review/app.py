@@ -28,6 +28,7 @@ from reftune.review.query import Query
 from reftune.review.records import Record
 from reftune.review.session import NotYours, Session, UnknownRecord
 from reftune.review.state import EditConflict
+from reftune.review.suggest import SuggestFailed
 from reftune.review.team import decision_of
 
 HERE = Path(__file__).parent
@@ -72,6 +73,7 @@ def templates() -> Jinja2Templates:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     environment.filters["answer"] = pages.format_answer
     environment.filters["decision"] = decision_of
+    environment.filters["program"] = pages.highlighted
     return Jinja2Templates(env=environment)
 
 
@@ -175,10 +177,12 @@ async def act(request: Request) -> Response:
 
 
 def write_form(request: Request) -> Response:
-    """The editor for a new CoT of the question, typed by hand ("cancel" gives the closed form back)."""
-    record = record_of(request)
+    """The editor for a new CoT of the question, typed by hand or from a suggestion ("cancel" gives
+    the closed form back)."""
+    record, session = record_of(request), session_of(request)
+    suggestion = pages.held_suggestion(session, record, request.query_params.get("suggestion"))
     closed = request.query_params.get("closed") is not None
-    return render(request, "_write.html", {**pages.write_form(session_of(request), record), "closed": closed})
+    return render(request, "_write.html", {**pages.write_form(session, record, suggestion), "closed": closed})
 
 
 async def check_written(request: Request) -> Response:
@@ -194,18 +198,38 @@ async def save_written(request: Request) -> Response:
     text = edited_text(form)
     if not text.strip():
         raise ReftuneError("the CoT is empty: type the steps (or the program) first")
+    suggestion = pages.held_suggestion(session_of(request), record, form.get("suggestion"))
+    source = "" if suggestion is None else suggestion.source + ("" if text == suggestion.text else ", edited")
     verdict = await run_in_threadpool(check_text, request, record, None, text)
     event = Event("write", record.id, 0, text=text, status=verdict.status, answer=verdict.answer,
-                  detail=verdict.detail, reviewer=reviewer_of(request))
+                  detail=verdict.detail, reviewer=reviewer_of(request), source=source)
     journaled = await run_in_threadpool(session_of(request).state.act, record, 0, event)
-    return await run_in_threadpool(render_written, request, record, journaled.sample)
+    return await run_in_threadpool(render_written, request, record, journaled.sample, suggestion)
 
 
-def render_written(request: Request, record: Record, number: int) -> Response:
+def render_written(request: Request, record: Record, number: int, suggestion=None) -> Response:
+    """The new sample's card, the editor closed again, and a kept suggestion's card marked as kept."""
     session, reviewer = session_of(request), reviewer_of(request)
     return render(request, "_written.html", {"view": pages.sample_view(session, record, number, reviewer),
                                              "progress": pages.progress(session, reviewer), "oob": True,
-                                             **pages.write_form(session, record), "closed": True})
+                                             **pages.write_form(session, record), "closed": True,
+                                             "kept": suggestion})
+
+
+def suggest(request: Request) -> Response:
+    """Sync: asks the model (seconds) and checks its CoTs (programs in the sandbox) on a worker thread."""
+    return render(request, "_suggestions.html", pages.suggestions_page(session_of(request), record_of(request)))
+
+
+async def keep_suggestion(request: Request) -> Response:
+    """A suggested CoT kept as it is: journaled as the question's next sample, with its source."""
+    record = record_of(request)
+    suggestion = pages.held_suggestion(session_of(request), record, request.path_params["suggestion"])
+    verdict = suggestion.verdict
+    event = Event("write", record.id, 0, text=suggestion.text, status=verdict.status, answer=verdict.answer,
+                  detail=verdict.detail, reviewer=reviewer_of(request), source=suggestion.source)
+    journaled = await run_in_threadpool(session_of(request).state.act, record, 0, event)
+    return await run_in_threadpool(render_written, request, record, journaled.sample, suggestion)
 
 
 def show_disagreements(request: Request) -> Response:
@@ -282,7 +306,8 @@ def error_page(request: Request, message: str, status: int) -> Response:
 
 
 async def user_error(request: Request, exc: ReftuneError) -> Response:
-    status = 404 if isinstance(exc, UnknownRecord) else 403 if isinstance(exc, NotYours) else 400
+    statuses = {UnknownRecord: 404, NotYours: 403, SuggestFailed: 502}  # 502: the model's endpoint failed
+    status = next((code for kind, code in statuses.items() if isinstance(exc, kind)), 400)
     return error_page(request, str(exc), status)
 
 
@@ -299,6 +324,8 @@ ROUTES = [
     Route(SAMPLE + "/{action}", act, methods=["POST"]),
     Route(WRITE, write_form), Route(WRITE, save_written, methods=["POST"]),
     Route(WRITE + "/check", check_written, methods=["POST"]), Route("/disagreements", show_disagreements),
+    Route("/record/{index:int}/suggest", suggest, methods=["POST"]),
+    Route("/record/{index:int}/suggestion/{suggestion}", keep_suggestion, methods=["POST"]),
     Route("/stats", show_stats), Route("/compare", show_compare), Route("/export", export_all, methods=["POST"]),
     Route("/export/{source:int}/{kind}", download),
     Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -49,6 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     team.add_argument("--export-majority", action="store_true",
                       help="Export takes the majority decision of a disagreement nobody settled "
                            "(default: leaves it out)")
+    add_helper_arguments(parser.add_argument_group("a model that helps"))
+
+
+def add_helper_arguments(helpers) -> None:
+    """--suggest-* (a model suggests CoTs) and --verifier (a verifier orders the records)."""
+    helpers.add_argument("--suggest-endpoint", metavar="URL",
+                         help="an OpenAI-compatible API (reftune serve, vLLM, a llama.cpp server), e.g. "
+                              "http://127.0.0.1:8000/v1: a question's Suggest button asks it for CoTs")
+    helpers.add_argument("--suggest-model", metavar="NAME",
+                         help="the model the endpoint serves (default: the one its /models lists)")
+    helpers.add_argument("--suggest-k", type=int, metavar="K", help="CoTs per Suggest (default 4)")
+    helpers.add_argument("--suggest-prompt-file", metavar="FILE",
+                         help="few-shot examples put before each question, as annotate's --prompt-file (default: "
+                              "the task's built-in ones); an empty file asks with the task's prompt alone, as a "
+                              "model reftune trained reads it")
+    helpers.add_argument("--verifier", metavar="FOLDER",
+                         help="a verifier (the best/ folder of a `reftune verifier` run) that scores every sample "
+                              "in the background: the list's sort 'most doubtful first' shows the records it trusts "
+                              "least first")
 
 
 def check_port(port: int) -> None:
@@ -97,17 +116,24 @@ def command_review(args: argparse.Namespace) -> int:
     from reftune.review.session import Session
     from reftune.review.team import team_from_options
 
-    # 1. check the options, read the inputs and replay their journals
+    # 1. check the options (the suggest endpoint answers, the verifier is one), read the inputs and
+    # replay their journals; the verifier scores the records in the background from then on
     check_port(args.port)
     team = team_from_options(args.reviewers, args.overlap, args.adjudicator, args.export_majority)
     check_host(args.host, args.reviewers)
+    suggester = open_suggester(args)
+    if args.verifier:
+        from reftune.review.doubt import check_verifier
+
+        check_verifier(args.verifier)
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing, team)
+        collection = load_collection(args.paths, task=args.task, style=args.style)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130
+    session = Session(collection, args.include_failing, team, suggester, start_scoring(args.verifier, collection))
     describe_inputs(session)
 
     # 2. listen, print the URL (a team: each reviewer's link), serve until Ctrl-C
@@ -115,6 +141,29 @@ def command_review(args: argparse.Namespace) -> int:
     serve_session(session, args, tokens)
     print(f"review: stopped; run the same command to continue where you left off ({progress_line(session)})")
     return 0
+
+
+def open_suggester(args: argparse.Namespace):
+    """The suggester for --suggest-endpoint, once the endpoint has answered; None without one."""
+    if args.suggest_endpoint is None:
+        if args.suggest_model is not None or args.suggest_k is not None or args.suggest_prompt_file is not None:
+            raise ReftuneError("--suggest-model, --suggest-k and --suggest-prompt-file go with --suggest-endpoint URL "
+                               "(the API to ask)")
+        return None
+    from reftune.review.suggest import DEFAULT_K, open_suggester as open_endpoint
+
+    print(f"review: asking {args.suggest_endpoint} which models it serves", flush=True)
+    return open_endpoint(args.suggest_endpoint, args.suggest_model,
+                         DEFAULT_K if args.suggest_k is None else args.suggest_k, args.suggest_prompt_file)
+
+
+def start_scoring(folder: str | None, collection):
+    """The verifier's scores, filled in by a thread of their own (None without --verifier)."""
+    if folder is None:
+        return None
+    from reftune.review.doubt import VerifierScores
+
+    return VerifierScores(folder, collection).start()
 
 
 def describe_inputs(session) -> None:
@@ -127,6 +176,11 @@ def describe_inputs(session) -> None:
         team = session.team
         print(f"review: {len(team.reviewers)} reviewers, each record to {team.overlap}"
               + (f", {team.adjudicator} settles disagreements" if team.adjudicator else ""))
+    if session.suggester:
+        print(f"review: Suggest asks {session.suggester.source} for {session.suggester.k} CoTs")
+    if session.verifier:
+        print(f"review: the verifier {session.verifier.folder} scores {len(session.verifier.todo)} records in the "
+              f"background; sort the list by 'most doubtful first'")
     for problem in session.state.problems:
         print(f"review: warning: {problem}")
     for folder in session.state.read_only_sources():

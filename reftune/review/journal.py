@@ -38,6 +38,7 @@ class Event:
     answer: object = None   # edit, write: the answer the check extracted
     detail: str = ""        # edit, write: the check's one line
     reviewer: str = DEFAULT_REVIEWER  # who did it
+    source: str = ""        # write: where the CoT came from ("" typed by hand; a suggestion's model and endpoint)
 
     @classmethod
     def from_json(cls, row: dict) -> Event:
@@ -50,6 +51,8 @@ class Event:
             raise ValueError(f"an event with a bad sample, text or base: {str(row)[:80]}")
         if not isinstance(event.reviewer, str) or not event.reviewer:
             raise ValueError(f"an event with a bad reviewer: {str(row)[:80]}")
+        if not isinstance(event.source, str):
+            raise ValueError(f"an event with a bad source: {str(row)[:80]}")
         return replace(event, id=str(event.id))
 
 

@@ -12,9 +12,11 @@ from pygments.lexers import PythonLexer
 from reftune.review import charts, stats
 from reftune.review.export import exported
 from reftune.review.journal import DEFAULT_REVIEWER, SampleReview
-from reftune.review.query import FILTERS, SORTS, Query, neighbours, page_of
+from reftune.errors import ReftuneError
+from reftune.review.query import FILTERS, ORDERED_ELSEWHERE, SORTS, Query, neighbours, page_of
 from reftune.review.records import Record, Sample
 from reftune.review.session import Session
+from reftune.review.suggest import Suggestion
 from reftune.rewards import score_answer
 from reftune.tasks.answers import ANSWER_TRIGGER
 
@@ -36,6 +38,7 @@ class ListRow:
     marks: list[str]       # the review marks some sample has (edited, accepted, ...)
     solved: int            # samples that are right
     length: int            # mean characters per sample
+    score: float | None = None  # the verifier's P(correct) of its least trusted sample (--verifier)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class SampleView:
     python: bool           # P-CoT: highlight as Python
     reward: float | None   # the input's reward; an edit's is the reward of its re-checked answer
     keeps_failing: bool    # Export writes kept samples that fail the check (--include-failing)
+    score: float | None = None  # the verifier's P(correct) of the sample as written (--verifier)
 
     @property
     def failing(self) -> bool:
@@ -101,11 +105,15 @@ def list_page(session: Session, query: Query, reviewer: str = DEFAULT_REVIEWER) 
     matches = session.matches(query, reviewer)
     page = page_of(matches, query.page)
     failing = session.failing_records(reviewer)
+    verifier = session.verifier
     rows = [ListRow(session.records[i], sorted(session.marks(i, failing, reviewer)),
-                    sum(s.status == "correct" for s in session.records[i].samples), round(session.index.lengths[i]))
+                    sum(s.status == "correct" for s in session.records[i].samples), round(session.index.lengths[i]),
+                    verifier.record_score(i) if verifier else None)
             for i in page.indices]
+    sorts = {key: label for key, label in SORTS.items() if verifier or key not in ORDERED_ELSEWHERE}
     return {"query": query, "page": page, "rows": rows, "filters": [(f, FILTER_LABELS[f]) for f in FILTERS],
-            "sorts": SORTS, "progress": progress(session, reviewer), "sources": session.collection.sources}
+            "sorts": sorts, "progress": progress(session, reviewer), "sources": session.collection.sources,
+            "scoring": verifier.progress() if verifier else None}
 
 
 def sample_view(session: Session, record: Record, number: int, reviewer: str = DEFAULT_REVIEWER) -> SampleView:
@@ -117,8 +125,9 @@ def sample_view(session: Session, record: Record, number: int, reviewer: str = D
     reward = sample.reward
     if review.edited and reward is not None:
         reward = score_answer(task, review.answer, record.gold)
+    scores = session.verifier.sample_scores(record.index) if session.verifier else None
     return SampleView(record, number, sample, review, session.verdicts(record)[number], task.style == "python",
-                      reward, session.include_failing)
+                      reward, session.include_failing, scores[number] if scores and number < len(scores) else None)
 
 
 def record_page(session: Session, record: Record, query: Query, reviewer: str = DEFAULT_REVIEWER) -> dict:
@@ -135,14 +144,35 @@ def record_page(session: Session, record: Record, query: Query, reviewer: str = 
     return {"record": record, "source": session.collection.sources[record.source], "steps": steps,
             "step_rewards": rewards, "distribution": stats.answer_distribution(record, task.is_correct),
             "before": before, "after": after, "query": query, "progress": progress(session, reviewer),
-            "task": task, "none_right": not record.error and not any(v.status == "correct" for v in views)}
+            "task": task, "none_right": not record.error and not any(v.status == "correct" for v in views),
+            "suggester": session.suggester}
 
 
-def write_form(session: Session, record: Record, text: str | None = None) -> dict:
-    """The editor for a CoT written by hand: a program or steps ending in the answer line, by style."""
+def write_form(session: Session, record: Record, suggestion: Suggestion | None = None) -> dict:
+    """The editor for a new CoT: a program or steps ending in the answer line, by style, typed from
+    scratch or starting from a model's suggestion."""
     task = session.collection.tasks[record.source]
     return {"record": record, "python": task.style == "python", "trigger": ANSWER_TRIGGER,
-            "text": WRITE_TEMPLATES[task.style] if text is None else text}
+            "text": WRITE_TEMPLATES[task.style] if suggestion is None else suggestion.text, "suggestion": suggestion}
+
+
+def suggestions_page(session: Session, record: Record) -> dict:
+    """K CoTs the model suggests for the question, checked (raises SuggestFailed when none came)."""
+    if session.suggester is None:
+        raise ReftuneError("this review has no model to ask: start it with --suggest-endpoint URL")
+    if record.error:
+        raise ReftuneError(f"record {record.index} could not be read ({record.error}): there is no question to ask")
+    task = session.collection.tasks[record.source]
+    return {"record": record, "found": session.suggester.suggest(task, record), "python": task.style == "python"}
+
+
+def held_suggestion(session: Session, record: Record, suggestion_id: str | None) -> Suggestion | None:
+    """The suggestion a Keep or Edit names (None when it names none)."""
+    if not suggestion_id:
+        return None
+    if session.suggester is None:
+        raise ReftuneError("this review has no model to ask: start it with --suggest-endpoint URL")
+    return session.suggester.held(record, suggestion_id)
 
 
 def stats_page(session: Session, source: int, reviewer: str = DEFAULT_REVIEWER) -> dict:

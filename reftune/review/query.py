@@ -20,7 +20,9 @@ from reftune.review.state import MARKS
 MARK_FILTERS = MARKS + ("failing",)
 FILTERS = ("all",) + OUTCOMES + MARK_FILTERS + ("unreviewed",)
 SORTS = {"file": "file order", "length": "shortest CoTs first", "-length": "longest CoTs first",
-         "solved": "least often solved first", "-solved": "most often solved first"}
+         "solved": "least often solved first", "-solved": "most often solved first",
+         "doubt": "most doubtful first (verifier)"}
+ORDERED_ELSEWHERE = ("doubt",)  # sorts the index does not hold: the session makes their order (--verifier)
 PAGE_SIZE = 50
 MAX_SEARCH = 200  # characters: a search box, not a document
 
@@ -91,9 +93,10 @@ def build_index(records: tuple[Record, ...] | list[Record]) -> Index:
     return Index([record.outcome for record in records], solve_rates, lengths, texts, orders)
 
 
-def select(index: Index, query: Query, marks_of) -> list[int]:
-    """Record indices the query matches, in its sort order. marks_of(i) -> the record's MARK_FILTERS."""
-    order = index.orders[query.sort]
+def select(index: Index, query: Query, marks_of, order: list[int] | None = None) -> list[int]:
+    """Record indices the query matches, in its sort order (or in `order`, for a sort the index does
+    not hold). marks_of(i) -> the record's MARK_FILTERS."""
+    order = index.orders[query.sort] if order is None else order
     if query.filter in OUTCOMES:
         order = [i for i in order if index.outcomes[i] == query.filter]
     elif query.filter in MARK_FILTERS:

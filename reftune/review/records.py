@@ -36,7 +36,8 @@ class Sample:
     step: int | None = None      # the RL step that sampled it (rollouts)
     origin: str = "sample"       # "sample", "rollout", "training" (a ReFT file's CoT), "rejected", "written"
     detail: str = ""             # why annotate rejected it; a written CoT's check
-    author: str = ""             # who wrote it (a CoT written by hand in the review)
+    author: str = ""             # who wrote it (a CoT written by hand in the review), or kept a suggested one
+    source: str = ""             # a written CoT's origin: "" typed by hand, else the model that suggested it
 
 
 @dataclass(frozen=True)

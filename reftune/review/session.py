@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from reftune.errors import ReftuneError
 from reftune.review.agreement import Agreement, agreement_table
 from reftune.review.checking import TRAINING_ORIGINS, check_cots
+from reftune.review.doubt import VerifierScores
 from reftune.review.export import ExportCounts, KeptSample, decision_rows, export_paths, export_source, exported
 from reftune.review.journal import DEFAULT_REVIEWER, SampleReview
 from reftune.review.query import MARK_FILTERS, Query, build_index, select
 from reftune.review.records import Collection, Record, Sample
 from reftune.review.state import ReviewState
+from reftune.review.suggest import Suggester
 from reftune.review.team import Settlement, Team, assign, disagree, settle
 from reftune.verification import Verdict
 
@@ -43,8 +45,11 @@ class Disagreement:
 class Session:
     """What the app serves, loaded once at start."""
 
-    def __init__(self, collection: Collection, include_failing: bool = False, team: Team | None = None):
+    def __init__(self, collection: Collection, include_failing: bool = False, team: Team | None = None,
+                 suggester: Suggester | None = None, verifier: VerifierScores | None = None):
         self.collection = collection
+        self.suggester = suggester  # asks a model for CoTs (--suggest-endpoint)
+        self.verifier = verifier  # the doubt order's scores, filled in as they come (--verifier)
         self.records = collection.records
         self.index = build_index(collection.records)
         self.state = ReviewState(collection)
@@ -89,13 +94,15 @@ class Session:
         """Record indices of the reviewer's queue the query selects (cached; a filter on marks also
         keys on the changes)."""
         depends_on_marks = query.filter in MARK_FILTERS or query.filter == "unreviewed"
-        key = (reviewer, query.filter, query.search, query.sort, self.state.changes if depends_on_marks else None)
+        scored, order = self.doubt_order() if query.sort == "doubt" else (None, None)
+        key = (reviewer, query.filter, query.search, query.sort, self.state.changes if depends_on_marks else None,
+               scored)
         with self._lock:
             if key in self._matches:
                 self._matches.move_to_end(key)
                 return self._matches[key]
         failing = self.failing_records(reviewer) if query.filter == "failing" else set()
-        found = select(self.index, query, lambda index: self.marks(index, failing, reviewer))
+        found = select(self.index, query, lambda index: self.marks(index, failing, reviewer), order)
         queue = self.queue(reviewer)
         if queue is not None:
             found = [index for index in found if index in queue]
@@ -104,6 +111,13 @@ class Session:
             while len(self._matches) > CACHED_QUERIES:
                 self._matches.popitem(last=False)
         return found
+
+    def doubt_order(self) -> tuple[int, list[int]]:
+        """(records scored so far, the record indices, the most doubtful first)."""
+        if self.verifier is None:
+            raise ReftuneError("the doubt order needs a verifier: start the review with --verifier FOLDER "
+                               "(a folder `reftune verifier` wrote)")
+        return self.verifier.doubt_order()
 
     def marks(self, index: int, failing: set[int] | None = None, reviewer: str = DEFAULT_REVIEWER) -> set[str]:
         """The record's marks in the reviewer's review, and "failing" when a sample they keep fails the

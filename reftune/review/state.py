@@ -66,7 +66,7 @@ class ReviewState:
         if event.event == "write":
             self.written.setdefault(index, []).append(
                 Sample(event.text, event.answer, event.status, origin="written", detail=event.detail,
-                       author=event.reviewer))
+                       author=event.reviewer, source=event.source))
         if event.event == "settle":
             self.settled.setdefault(index, {})[event.sample] = event
             self.changes += 1

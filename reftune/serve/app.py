@@ -1,15 +1,17 @@
 """`reftune serve MODEL`: an OpenAI-compatible HTTP server (Starlette routes on uvicorn) over any model
 reftune loads. Each route reads the body (at most max_body_bytes), parses it (reftune.serve.protocol)
 and hands the request to the Batcher on a worker thread (tokenising a long prompt must not hold up the
-other routes), then returns JSON; a bad request is a 400 (404 for an unknown model or path) with a
-JSON error, and nothing a client sends stops the server."""
+other routes), then returns JSON, or with `stream: true` server-sent events as the text is generated
+(reftune.serve.streaming); a bad request is a 400 (404 for an unknown model or path) with a JSON error,
+sent before any event, and nothing a client sends stops the server."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from reftune.hub import check_model_path
 from reftune.listening import bind, is_loopback
-from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, chat_request, completion_request,
+from reftune.serve.protocol import (DEFAULT_MAX_ROWS, BadRequest, Stream, chat_request, completion_request,
                                     completion_response, error_body, models_response, parse_body)
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # far more text than any model's context: `reftune serve --max-body-bytes`
@@ -25,18 +27,26 @@ def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = 
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from reftune.serve.streaming import EventStream, Pieces, events
+
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse(error_body(message, status), status_code=status)
 
-    def submit(raw: bytes, parse):
-        """On a worker thread: the parsed request and the future of its generations."""
+    def submit(raw: bytes, parse, pieces: Pieces):
+        """On a worker thread: the parsed request and the future of its generations (a streamed one
+        hands its pieces to `pieces` as they come)."""
         generation_request = parse(parse_body(raw), served_name, max_tokens_limit, max_rows)
-        return generation_request, batcher.submit(generation_request)
+        return generation_request, batcher.submit(generation_request, pieces.put if generation_request.stream else None)
 
-    async def generate(request, parse, chat: bool) -> JSONResponse:
+    async def generate(request, parse, chat: bool):
         try:
             raw = await read_body(request, max_body_bytes)
-            generation_request, future = await run_in_threadpool(submit, raw, parse)
+            pieces = Pieces()
+            generation_request, future = await run_in_threadpool(submit, raw, parse, pieces)
+            if generation_request.stream:  # every check passed: the events start
+                pieces.follow(future)
+                return EventStream(events(Stream.start(served_name, chat), pieces, future, generation_request),
+                                   on_close=future.cancel)
             generations = await asyncio.wrap_future(future)
         except BadRequest as exc:
             return error(str(exc), exc.status)
@@ -64,7 +74,7 @@ def build_app(batcher, served_name: str, max_tokens_limit: int, max_rows: int = 
 
 def serve(config) -> None:
     """Bind the port (0: a free one), load the model, print the URL, serve until Ctrl-C."""
-    served_name = config.served_name or config.model
+    served_name = config.served_name or default_served_name(config.model)
     check_model_path(config.model)  # a missing folder, or a run's folder for its model, before the slow imports
     listener = bind(config.host, config.port)  # a port in use is refused before the slow imports and loading
     try:
@@ -126,6 +136,18 @@ def announcing_server(uvicorn, config, announcement: str):
             print(announcement, flush=True)
 
     return AnnouncingServer(config)
+
+
+def default_served_name(model: str) -> str:
+    """The name clients ask for when --served-name is not given: a model folder's own name (a client
+    should not learn, or have to send, where the model lies on disk), else the name as given (a hub
+    id, smollm2-135m, tiny).
+
+    >>> default_served_name("tiny")
+    'tiny'
+    """
+    folder = Path(model).expanduser()
+    return folder.resolve().name if folder.is_dir() and folder.resolve().name else model
 
 
 def tiny_tokenizer_texts(config) -> list[str] | None:

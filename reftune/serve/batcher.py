@@ -1,21 +1,26 @@
 """Batching: requests that arrive while the model is busy (or within a few milliseconds of each other)
 are answered together, by `reftune.rollout.sample` calls of at most max_batch rows per set of sampling
 parameters (a large request is answered in pieces, so memory is bounded by max_batch, not by the
-request). The model runs on one thread; the web server only waits on futures."""
+request). The model runs on one thread; the web server only waits on futures. Requests that stream or
+ask for log-probs are followed token by token (reftune.serve.tracker); a request whose future is
+cancelled (its client went away) is dropped from the queue, and a sampling call whose every request
+was cancelled stops at its next token."""
 from __future__ import annotations
 
 import copy
 import queue
 import threading
 from collections import defaultdict
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
+from reftune.rollout import SamplingParams, sample, stop_token_ids
+from reftune.serve.protocol import BadRequest, Delta, Generation, GenerationRequest, cut_at_stop
+from reftune.serve.tracker import Abandoned, RowOwner, Tracker
 from reftune.tasks.prompting import render_chat
-from reftune.rollout import SamplingParams, sample
-from reftune.serve.protocol import BadRequest, Generation, GenerationRequest, cut_at_stop
 
 GATHER_SECONDS = 0.005  # how long the first request of a batch waits for company
 
@@ -27,7 +32,14 @@ class _Job:
     request: GenerationRequest
     texts: list[str]  # the prompts as the model reads them (chat messages rendered)
     prompt_tokens: list[int]  # tokens per prompt
-    future: Future  # resolves to a list of Generations, n per prompt, prompt by prompt
+    future: Future  # resolves to a list of Generations, n per prompt, prompt by prompt; cancelled: abandoned
+    stream: Callable[[Delta], None] | None = None  # streamed pieces go here, called on the model's thread
+
+    def owners(self) -> list[RowOwner]:
+        """Its rows, in the order they are sampled (prompt by prompt, n each)."""
+        n = self.request.n
+        return [RowOwner(self.request, self.future, index, self.stream, self.prompt_tokens[index // n])
+                for index in range(len(self.texts) * n)]
 
 
 class Batcher:
@@ -44,9 +56,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="reftune-serve-model", daemon=True)
         self._thread.start()
 
-    def submit(self, request: GenerationRequest) -> Future:
+    def submit(self, request: GenerationRequest, stream: Callable[[Delta], None] | None = None) -> Future:
         """Queue a request; a prompt the model cannot take raises BadRequest here, at once. It tokenises
-        the prompts: call it off the event loop (a prompt of megabytes takes seconds)."""
+        the prompts: call it off the event loop (a prompt of megabytes takes seconds). stream: called
+        with each piece of text as it is generated (a streamed request). Cancel the future to abandon
+        the request."""
         texts = [self.render(prompt) for prompt in request.prompts]
         lengths = [len(self.counting_tokenizer(text)["input_ids"]) for text in texts]
         for length in lengths:
@@ -55,7 +69,7 @@ class Batcher:
             if self.context and length + request.max_tokens > self.context:
                 raise BadRequest(f"the prompt has {length} tokens; with max_tokens {request.max_tokens} that exceeds "
                                  f"the model's context of {self.context} tokens: shorten it or ask for fewer tokens")
-        job = _Job(request, texts, lengths, Future())
+        job = _Job(request, texts, lengths, Future(), stream)
         self._queue.put(job)
         return job.future
 
@@ -77,13 +91,14 @@ class Batcher:
             first = self._queue.get()
             if first is None:
                 return
-            jobs = self._gather(first)
+            jobs = [job for job in self._gather(first) if not job.future.cancelled()]
             groups: dict[tuple, list[_Job]] = defaultdict(list)
             for job in jobs:
                 request = job.request
-                groups[(request.temperature, request.top_p, request.max_tokens)].append(job)
-            for (temperature, top_p, max_tokens), group in groups.items():
-                self._answer(group, SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens))
+                groups[(request.temperature, request.top_p, request.top_k, request.max_tokens)].append(job)
+            for (temperature, top_p, top_k, max_tokens), group in groups.items():
+                self._answer(group, SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                                                   max_new_tokens=max_tokens))
 
     def _gather(self, first: _Job) -> list[_Job]:
         """The first job and whatever else arrives soon, up to max_batch prompt rows."""
@@ -104,30 +119,60 @@ class Batcher:
         """All rows of `jobs`, sampled max_batch rows per call; each future gets its own rows. A failure
         fails these requests (a 500 each), never the server."""
         prompts = [text for job in jobs for text in job.texts for _ in range(job.request.n)]
-        texts, finished, tokens_out = [], [], []
+        owners = [owner for job in jobs for owner in job.owners()]
+        generations: list[Generation | None] = []
         try:
             for start in range(0, len(prompts), self.max_batch):
-                piece = prompts[start:start + self.max_batch]
-                rollout = sample(self.policy.model, self.policy.tokenizer, piece, params, generator=self.generator)
-                self.batch_sizes.append(len(piece))
-                texts += rollout.texts
-                finished += rollout.finished.tolist()
-                tokens_out += rollout.response_mask.sum(dim=1).tolist()
+                generations += self._sample(prompts[start:start + self.max_batch],
+                                            owners[start:start + self.max_batch], params)
         except Exception as exc:  # the server must outlive whatever one batch does
             for job in jobs:
-                job.future.set_exception(exc)
+                _settle(job.future, exception=exc)
             return
         row = 0
         for job in jobs:
-            generations = []
-            for prompt_tokens in job.prompt_tokens:
-                for _ in range(job.request.n):
-                    text, stopped = cut_at_stop(texts[row], job.request.stop)
-                    generations.append(Generation(text, prompt_tokens, int(tokens_out[row]),
-                                                  "stop" if stopped or finished[row] else "length"))
-                    row += 1
-            job.future.set_result(generations)
+            _settle(job.future, generations[row:row + _rows(job)])
+            row += _rows(job)
+
+    def _sample(self, prompts: list[str], owners: list[RowOwner], params: SamplingParams) -> list[Generation | None]:
+        """One sampling call; None for the rows of abandoned requests."""
+        if all(owner.future.cancelled() for owner in owners):
+            return [None] * len(prompts)
+        tracker = None
+        if any(owner.tracked for owner in owners):
+            tracker = Tracker(owners, self.policy.tokenizer, stop_token_ids(self.policy.model, self.policy.tokenizer))
+        try:
+            rollout = sample(self.policy.model, self.policy.tokenizer, prompts, params, generator=self.generator,
+                             observe=tracker)
+        except Abandoned:
+            return [None] * len(prompts)
+        self.batch_sizes.append(len(prompts))
+        finished, tokens_out = rollout.finished.tolist(), rollout.response_mask.sum(dim=1).tolist()
+        if tracker is not None:
+            tracker.finish(finished)
+        found = []
+        for row, owner in enumerate(owners):
+            followed = tracker.rows[row] if tracker is not None else None
+            if followed is not None:  # its text as followed (and streamed), with its log-probs
+                found.append(Generation(followed.final_text(), owner.prompt_tokens, int(tokens_out[row]),
+                                        followed.finish_reason, followed.final_entries()))
+                continue
+            text, stopped = cut_at_stop(rollout.texts[row], owner.request.stop)
+            found.append(Generation(text, owner.prompt_tokens, int(tokens_out[row]),
+                                    "stop" if stopped or finished[row] else "length"))
+        return found
 
 
 def _rows(job: _Job) -> int:
     return len(job.texts) * job.request.n
+
+
+def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:
+    """Resolve a future unless its request was abandoned (cancelled) meanwhile."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass

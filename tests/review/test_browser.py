@@ -70,11 +70,12 @@ def runs(tmp_path, shared_data) -> tuple[Path, Path]:
 
 
 @contextmanager
-def serving(paths):
-    """A uvicorn server on a free 127.0.0.1 port in a thread, over a fresh session of `paths`."""
+def serving(paths, **session_options):
+    """A uvicorn server on a free 127.0.0.1 port in a thread, over a fresh session of `paths`
+    (session_options: a suggester, a verifier)."""
     import uvicorn
 
-    app = create_app(Session(load_collection(paths)), secrets.token_urlsafe(16), LOOPBACK_NAMES)
+    app = create_app(Session(load_collection(paths), **session_options), secrets.token_urlsafe(16), LOOPBACK_NAMES)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -19,5 +19,5 @@ def test_training_code_never_imports_the_review_app():
 def test_what_the_app_knows_imports_without_the_web_stack_or_transformers():
     plain = ("reftune.review.records, reftune.review.journal, reftune.review.query, reftune.review.stats, "
              "reftune.review.charts, reftune.review.export, reftune.review.session, reftune.review.team, "
-             "reftune.review.agreement")
+             "reftune.review.agreement, reftune.review.suggest, reftune.review.doubt")
     assert loaded_after(plain, ("starlette", "uvicorn", "jinja2", "transformers")) == []

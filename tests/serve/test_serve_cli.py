@@ -51,3 +51,15 @@ def test_a_path_that_does_not_exist_is_refused_without_asking_the_hub(capsys, tm
 def test_a_host_that_cannot_be_resolved_is_named_as_the_problem(capsys):
     err = one_error_line(capsys, "tiny", "--host", "nonexistent.invalid", "--port", "0")
     assert "the host 'nonexistent.invalid' cannot be resolved" in err and "--port" not in err
+
+
+def test_a_model_folder_is_served_under_its_own_name_not_its_path(tmp_path, monkeypatch):
+    from reftune.serve.app import default_served_name
+
+    folder = tmp_path / "runs" / "warmup-best"
+    folder.mkdir(parents=True)
+    assert default_served_name(str(folder)) == default_served_name(f"{folder}/") == "warmup-best"
+    monkeypatch.chdir(folder)
+    assert default_served_name(".") == "warmup-best"
+    assert default_served_name("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"  # a hub id as given
+    assert default_served_name("tiny") == "tiny"

@@ -66,6 +66,7 @@
       f: function () { press("button.flag"); },
       e: function () { press("button.edit"); },
       w: function () { const write = document.querySelector("#write button.write"); if (write) write.click(); },
+      s: function () { const ask = document.querySelector("#suggest button.suggest"); if (ask) ask.click(); },
       "/": search,
     };
     if (/^[1-9]$/.test(event.key) && onRecord) { selectSample(Number(event.key) - 1); event.preventDefault(); return; }
