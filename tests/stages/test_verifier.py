@@ -93,5 +93,5 @@ def test_rerank_without_a_verifier_is_refused():
         EvalConfig(mode="vote")
     from reftune.heads import load_verifier
 
-    with pytest.raises(ReftuneError, match="not a verifier"):
+    with pytest.raises(ReftuneError, match="verifier folder /nonexistent does not exist"):
         load_verifier("/nonexistent")
