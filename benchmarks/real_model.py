@@ -12,15 +12,16 @@ the ReFT authors' own file (P-CoT programs, or N-CoT rationales with --style nl)
 
 It prints, and writes to OUTPUT/STYLE/results.json (and --save PATH), test accuracy in points:
 
-    {"runs": [{"seed", "warmup": {"top1", "vote", "dev", "pick"}, "sft": {...}, "reft": {...},
-               "gap_top1", "gap_vote", "gap_interval", "certainty", "seconds"}, ...],
-     "mean": {...}, "std": {...}, "targets": {...}, "settings": {...}}        gap = reft - sft
+    {"runs": [{"seed", "warmup": {"top1", "vote", "dev", "pick", "right_with_wrong_steps"}, "sft": {...},
+               "reft": {...}, "gap_top1", "gap_vote", "gap_interval", "certainty", "training_seconds"}, ...],
+     "mean": {...}, "std": {...}, "min": {...}, "targets": {...}, "settings": {...}}    gap = reft - sft
 
 It runs for hours, so every part resumes: `--resume` finds each stage's folder and continues it (the
 stage's own --resume: the steps after its last checkpoint equal an uninterrupted run) or skips it when
 finished, and reads an evaluation already written instead of redoing it. Stop it with Ctrl-C (the stage
-in hand checkpoints first) or a kill, and continue later, from another session too: OUTPUT/STYLE/status.json
-says which stages are done, which one was running, and the command that continues.
+in hand checkpoints first) or a kill, and continue later, from another session too:
+OUTPUT/STYLE/status.json says which stages are done, which one was running, and the command that
+continues. docs/real-model.md has the commands, what each stage costs on 2 cores, and the results.
 
     python benchmarks/real_model.py [--style python|nl] [--seeds 0 1] [--output runs/real-model]
         [--data FILE] [--test-data FILE] [--model smollm2-135m] [--quick] [--resume] [--save PATH]
@@ -48,7 +49,7 @@ from reftune.config import EvalConfig, RLConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.options import config_from_yaml_text, read_yaml_options
 from reftune.selection import certainty, paired_difference
-from reftune.stages.common import CONFIG_FILE, RUN_RECORD, write_atomically
+from reftune.stages.common import CONFIG_FILE, LOCK_FILE, RUN_RECORD, hold_lock, write_atomically
 from reftune.stages.compare import evaluation_folder, right_for_wrong_reasons
 from reftune.stages.demo import Pick, equal_compute_steps, greedy_correct, pick, rl_step_rows, warm_up_start
 from reftune.stages.evaluate import evaluate
@@ -88,7 +89,7 @@ class Plan:
 
     def settings(self) -> dict:
         """What the results JSON records about the run's budget."""
-        return {"warmup_epochs": self.warmup["epochs"], "warmup_max_steps": self.warmup.get("max_steps"),
+        return {"warmup_epochs": self.warmup.get("epochs"), "warmup_max_steps": self.warmup.get("max_steps"),
                 "rl_steps": self.reft["max_steps"], "questions_per_step": self.reft["questions_per_step"],
                 "continued_sft_steps": self.sft["max_steps"], "sft_batch_size": self.sft["batch_size"],
                 "rl_learning_rate": self.reft["learning_rate"], "sft_learning_rate": self.sft["learning_rate"],
@@ -103,14 +104,15 @@ def make_plan(args) -> Plan:
     paths = preset_paths(args.style)
     presets = {name: read_yaml_options(path, RLConfig if name == "reft" else SFTConfig) for name, path in paths.items()}
     data = str(args.data or presets["warmup"].get("data") or "")
-    test = str(args.test_data or test_file(data))
+    test = str(args.test_data or svamp_test_set_next_to(data))
     check_data(data, test)
     for name, options in presets.items():
         options.update(data=data)
         options.pop("output", None)  # each run's folder is OUTPUT/STYLE/seed-N/STAGE
         if name != "warmup":
             options.pop("model", None)  # the branches start from the warm-up run of their seed
-    presets["warmup"]["model"] = args.model or presets["warmup"]["model"]
+    if args.model:
+        presets["warmup"]["model"] = args.model
     if args.quick:
         presets = quick_sizes(presets)
     check_shared(presets, paths)
@@ -118,7 +120,8 @@ def make_plan(args) -> Plan:
     evaluation = dict(task=presets["warmup"]["task"], style=args.style, data=test, split="test",
                       limit=QUICK["test_questions"] if args.quick else None,
                       prompt_format=presets["warmup"].get("prompt_format", "auto"),
-                      max_new_tokens=presets["reft"]["max_new_tokens"], batch_size=16, report_to="jsonl")
+                      max_new_tokens=presets["reft"]["max_new_tokens"], report_to="jsonl",
+                      batch_size=16)  # 128 rows when voting over 8: about 2 GB of SmolLM2's KV cache
     return Plan(presets["warmup"], presets["reft"], presets["sft"], evaluation,
                 QUICK["vote_samples"] if args.quick else VOTE_SAMPLES, args.vote_temperature)
 
@@ -171,7 +174,7 @@ def check_budget(presets: dict, paths: dict, derive: bool) -> None:
                            f"{steps} continued-SFT steps (evaluated every {every}): set those two values there")
 
 
-def test_file(data: str) -> Path:
+def svamp_test_set_next_to(data: str) -> Path:
     """The test set beside the training file, as the authors' repository keeps them."""
     return Path(data).parent / "svamp_test_set.json"
 
@@ -278,7 +281,7 @@ def fraction(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def test_evaluation(status: Status, plan: Plan, seed_folder: Path, seed: int, name: str, model: str, kind: str,
+def scored_on_test(status: Status, plan: Plan, seed_folder: Path, seed: int, name: str, model: str, kind: str,
                     progress: bool) -> float:
     """One test evaluation of `model`, greedy (top-1) or "sampled" (vote): its accuracy, read when an
     earlier run wrote it with these settings, else evaluated (into a folder an interrupted evaluation
@@ -317,7 +320,7 @@ def check_same_evaluation(folder: Path, options: dict) -> None:
                            f"folder to evaluate again with these")
 
 
-def test_results(status: Status, plan: Plan, seed_folder: Path, seed: int, picks: dict[str, Pick],
+def figures_on_test(status: Status, plan: Plan, seed_folder: Path, seed: int, picks: dict[str, Pick],
                  progress: bool) -> dict[str, dict]:
     """Each pick's test figures; a model two methods stand for (a branch that kept its start) is
     evaluated once, under its first name, as the demo does."""
@@ -326,8 +329,8 @@ def test_results(status: Status, plan: Plan, seed_folder: Path, seed: int, picks
         first_name.setdefault(chosen.model, name)
     figures = {}
     for model, name in first_name.items():
-        top1 = test_evaluation(status, plan, seed_folder, seed, name, model, "greedy", progress)
-        vote = test_evaluation(status, plan, seed_folder, seed, name, model, "sampled", progress)
+        top1 = scored_on_test(status, plan, seed_folder, seed, name, model, "greedy", progress)
+        vote = scored_on_test(status, plan, seed_folder, seed, name, model, "sampled", progress)
         samples = evaluation_folder(seed_folder, name, "greedy") / "test-samples.jsonl"
         figures[model] = {"top1": top1, "vote": vote,
                           "wrong_steps": right_for_wrong_reasons(plan.evaluation, samples), "greedy_samples": str(samples)}
@@ -351,7 +354,7 @@ def run_seed(status: Status, plan: Plan, folder: Path, seed: int, progress: bool
     last_step = TrainerState.read(latest_checkpoint(folder / "warmup")).step
     picks = {"warm-up": replace(start, label=f"its last epoch (step {last_step})"),
              "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
-    return seed_row(seed, test_results(status, plan, folder, seed, picks, progress), folder)
+    return seed_row(seed, figures_on_test(status, plan, folder, seed, picks, progress), folder)
 
 
 def points(value: float | None) -> float | None:
@@ -415,14 +418,16 @@ def results_json(args, plan: Plan, rows: list[dict]) -> dict:
 
 
 def prepare_folder(folder: Path, resume: bool) -> None:
-    """A fresh run takes an empty folder only; --resume continues whatever is there."""
-    held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    """A fresh run takes an empty folder only; --resume continues whatever is there. Either holds the
+    folder for this process: a second one would clear evaluations the first is writing."""
+    held = sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE) if folder.is_dir() else []
     if held and not resume:
         raise ReftuneError(f"{folder} already holds a run ({', '.join(held[:4])}): add --resume to continue it, "
                            f"or choose another --output")
     if resume and not held:
         say(f"--resume: nothing in {folder} yet; starting from the beginning")
     folder.mkdir(parents=True, exist_ok=True)
+    hold_lock(folder)
 
 
 def continue_command(argv: list[str]) -> str:
