@@ -454,20 +454,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run_all(args, plan: Plan, folder: Path, status: Status) -> None:
+    """Every seed, then the results JSON (in the style's folder, and at --save)."""
+    rows = []
+    for seed in args.seeds:
+        rows.append(run_seed(status, plan, folder / f"seed-{seed}", seed, args.progress))
+        say(f"seed-{seed}: " + json.dumps(rows[-1]))
+    text = json.dumps(results_json(args, plan, rows), indent=1)
+    write_atomically(folder / "results.json", text + "\n")
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(text + "\n")
+    print(text, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     folder = Path(args.output) / args.style
-    command = continue_command(argv)
-    status = None
+    command, status = continue_command(argv), None
     try:
         plan = make_plan(args)
         prepare_folder(folder, args.resume)
         status = Status(folder, command)
-        rows = []
-        for seed in args.seeds:
-            rows.append(run_seed(status, plan, folder / f"seed-{seed}", seed, args.progress))
-            say(f"seed-{seed}: " + json.dumps(rows[-1]))
+        run_all(args, plan, folder, status)
     except (Interrupted, KeyboardInterrupt):
         if status:
             status.end("interrupted")
@@ -478,13 +488,11 @@ def main(argv: list[str] | None = None) -> int:
             status.end("failed")
         print(f"real_model: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    text = json.dumps(results_json(args, plan, rows), indent=1)
-    write_atomically(folder / "results.json", text + "\n")
-    if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(text + "\n")
+    except Exception:
+        if status:  # a later session must not read a crashed run as one still running
+            status.end("failed")
+        raise
     status.end("finished")
-    print(text, flush=True)
     return 0
 
 
