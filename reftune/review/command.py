@@ -11,6 +11,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 import webbrowser
 
 from reftune.errors import ReftuneError
@@ -93,24 +94,25 @@ def hide_tokens_in_logs() -> None:
 
 
 def command_review(args: argparse.Namespace) -> int:
-    from reftune.review.records import load_collection
+    from reftune.review.records import open_collection
     from reftune.review.session import Session
     from reftune.review.team import team_from_options
 
-    # 1. check the options, read the inputs and replay their journals
+    # 1. check the options, read the inputs' first rows (all of a small one) and replay their journals
     check_port(args.port)
     team = team_from_options(args.reviewers, args.overlap, args.adjudicator, args.export_majority)
     check_host(args.host, args.reviewers)
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        session = Session(load_collection(args.paths, task=args.task, style=args.style), args.include_failing, team)
+        session = Session(open_collection(args.paths, task=args.task, style=args.style), args.include_failing, team)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130
     describe_inputs(session)
 
-    # 2. listen, print the URL (a team: each reviewer's link), serve until Ctrl-C
+    # 2. listen, print the URL (a team: each reviewer's link), read the rest of a big input in the
+    # background while the app shows the first pages, serve until Ctrl-C
     tokens = {secrets.token_urlsafe(24): name for name in team.reviewers} if args.reviewers else None
     serve_session(session, args, tokens)
     print(f"review: stopped; run the same command to continue where you left off ({progress_line(session)})")
@@ -121,8 +123,8 @@ def describe_inputs(session) -> None:
     for source in session.collection.sources:
         print(f"review: {source.label}: {source.kind}, task {source.choice.task} ({source.choice.style}, "
               f"from {source.choice.origin}), journal {source.journal_path}")
-    print(f"review: {len(session.records)} records, "
-          f"{sum(1 for r in session.records if r.error)} unreadable rows shown as errors")
+    if session.loading is None:
+        print(read_line(session))
     if session.team.shared:
         team = session.team
         print(f"review: {len(team.reviewers)} reviewers, each record to {team.overlap}"
@@ -131,6 +133,30 @@ def describe_inputs(session) -> None:
         print(f"review: warning: {problem}")
     for folder in session.state.read_only_sources():
         print(f"review: warning: {folder} is not writable: you can look, but no action can be saved")
+
+
+def read_the_rest(session) -> None:
+    """Started once the server's own imports are done, so that they do not wait on the reading."""
+    if session.loading is None:
+        return
+    started, known = time.perf_counter(), len(session.state.problems)
+    print(f"review: {len(session.records)} records read; reading the rest in the background (until it is done, "
+          f"the pages say how far it is, and Export waits)", flush=True)
+
+    def done():
+        lines = [read_line(session, time.perf_counter() - started)]
+        lines += [f"review: warning: {problem}" for problem in session.state.problems[known:]]
+        print("\n".join(lines), flush=True)
+    session.read_in_background(done)
+
+
+def read_line(session, seconds: float | None = None) -> str:
+    """What reading the inputs gave (and how long the background part took)."""
+    if session.reading_failed:
+        return f"review: warning: reading the inputs stopped ({session.reading_failed}); restart the review"
+    took = f" (the rest in {seconds:.1f} s)" if seconds is not None else ""
+    return (f"review: {len(session.records)} records{took}, "
+            f"{sum(1 for r in session.records if r.error)} unreadable rows shown as errors")
 
 
 def serve_session(session, args: argparse.Namespace, tokens: dict[str, str] | None) -> None:
@@ -156,6 +182,7 @@ def serve_session(session, args: argparse.Namespace, tokens: dict[str, str] | No
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     if tokens:
         hide_tokens_in_logs()
+    read_the_rest(session)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
