@@ -27,7 +27,7 @@ from reftune.verification import Verdict
 CACHED_QUERIES = 32
 REMEMBERED = 16             # values remember() keeps (charts of earlier versions of the data drop out)
 CHUNK_BYTES = 256 * 1024    # of a big input read at a time: about 500 samples rows, some 50 ms
-STEP_ASIDE_S = 0.3          # the background reading pauses this long after a page starts (one interpreter lock)
+STEP_ASIDE_S = 0.2          # the background reading pauses up to this long after a page starts (one interpreter lock)
 
 
 class UnknownRecord(ReftuneError):
@@ -110,11 +110,10 @@ class Session:
         return thread
 
     def step_aside(self) -> None:
-        """Between two pieces of the background reading: wait while a page is being made, so that
-        the page does not share the interpreter with the reading (it would take twice as long)."""
-        time.sleep(0.001)
-        while (wait := self._page_at + STEP_ASIDE_S - time.perf_counter()) > 0:
-            time.sleep(wait)
+        """Between two pieces of the background reading: pause while a page that just started is
+        being made, so that it does not share the interpreter with the reading (it would take twice
+        as long); once per piece, so that pages asked for without end still let the reading on."""
+        time.sleep(min(max(self._page_at + STEP_ASIDE_S - time.perf_counter(), 0.001), STEP_ASIDE_S))
 
     def catch_up(self) -> None:
         """As a page starts: the background reading steps aside for it; once every input is read,
@@ -135,6 +134,7 @@ class Session:
         if not change:
             return
         with self.state.lock:
+            change = self.keep_written_numbers(change)
             self.collection.add(change)
             self.index.add(change.added)
             self.index.replace(change.grown)
@@ -142,6 +142,16 @@ class Session:
         with self._lock:
             for record in change.grown:  # its samples as written are checked again, with the new ones
                 self._verdicts.pop(record.index, None)
+
+    def keep_written_numbers(self, change: Change) -> Change:
+        """A rollouts question with a CoT written by hand does not grow here: the CoT is numbered after
+        the samples logged so far, and the journal addresses it by that number."""
+        held = [record for record in change.grown if self.state.written.get(record.index)]
+        for record in held:
+            self.collection.problems.append(f"{record.id} has a CoT written by hand, so the steps logged for it "
+                                            f"since are left out of this review (its numbers would move)")
+        kept = tuple(record for record in change.grown if not self.state.written.get(record.index))
+        return Change(change.added, kept) if held else change
 
     @property
     def loading(self) -> int | None:

@@ -109,3 +109,16 @@ def test_a_last_line_without_its_newline_is_a_row(tmp_path):
     path = tmp_path / "test-samples.jsonl"
     path.write_text("\n".join(json.dumps(nl_row(n)) for n in range(3)))
     assert [r.id for r in load_collection([path]).records] == ["gsm8k_0", "gsm8k_1", "gsm8k_2"]
+
+
+def test_a_rollouts_question_with_a_cot_written_by_hand_keeps_its_numbers(tmp_path):
+    path = tmp_path / "run" / "rollouts.jsonl"
+    path.parent.mkdir()
+    path.write_text(rollout_line(0, 1))
+    session = Session(open_collection([path]))
+    record = session.records[0]
+    session.state.act(record, 0, Event("write", record.id, 0, text="1 + 2 = 3\nTherefore, the answer is: 3"))
+    with open(path, "a") as out:
+        out.write(rollout_line(10, 1))
+    session.catch_up()
+    assert len(session.state.samples(session.records[0])) == 2 and "written by hand" in session.collection.problems[0]
