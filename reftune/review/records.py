@@ -22,7 +22,7 @@ from reftune.tasks.base import json_rows
 STATUS_OUTCOMES = {"correct": "correct", "wrong_answer": "wrong", "wrong_step": "wrong",
                    "no_answer": "no_answer", "program_error": "program_error", "timeout": "program_error"}
 OUTCOMES = ("correct", "wrong", "no_answer", "program_error", "error")  # a record's, for the filters
-FIRST_BYTES = 256 * 1024  # of a samples file, read before the app starts: a first page of rows, and the task
+FIRST_BYTES = 64 * 1024  # of a samples file, read before the app starts: a first page of rows, and the task
 EXTRA_COT = re.compile(r"^(?P<base>.+)-cot\d+$")  # annotate's ids for a question's 2nd, 3rd... CoT
 
 

@@ -26,8 +26,8 @@ from reftune.verification import Verdict
 
 CACHED_QUERIES = 32
 REMEMBERED = 16             # values remember() keeps (charts of earlier versions of the data drop out)
-CHUNK_BYTES = 256 * 1024    # of a big input read at a time: about 500 samples rows, some 50 ms
-STEP_ASIDE_S = 0.2          # the background reading pauses up to this long after a page starts (one interpreter lock)
+CHUNK_BYTES = 64 * 1024     # of a big input read at a time: about 120 samples rows, some 15 ms
+STEP_ASIDE_S = 0.3          # the background reading pauses up to this long after a page starts (one interpreter lock)
 
 
 class UnknownRecord(ReftuneError):
@@ -113,7 +113,7 @@ class Session:
         """Between two pieces of the background reading: pause while a page that just started is
         being made, so that it does not share the interpreter with the reading (it would take twice
         as long); once per piece, so that pages asked for without end still let the reading on."""
-        time.sleep(min(max(self._page_at + STEP_ASIDE_S - time.perf_counter(), 0.001), STEP_ASIDE_S))
+        time.sleep(min(max(self._page_at + STEP_ASIDE_S - time.perf_counter(), 0.0), STEP_ASIDE_S))
 
     def catch_up(self) -> None:
         """As a page starts: the background reading steps aside for it; once every input is read,
