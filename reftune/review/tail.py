@@ -79,7 +79,7 @@ class Tail:
     def take(self, data: bytes) -> list[tuple[int, bytes]]:
         """Split the bytes read into lines; keep the point read and the mark up to date."""
         if self.open_line and data.startswith(b"\n"):  # the newline of a line taken before it came
-            data, self.read_to = data[1:], self.read_to + 1
+            data, self.read_to, self.mark = data[1:], self.read_to + 1, (self.mark + b"\n")[-MARK_BYTES:]
         self.open_line = False
         end = data.rfind(b"\n") + 1
         rest = data[end:]
@@ -98,9 +98,6 @@ class Tail:
         if end:
             self.mark = (self.mark + data[:end])[-MARK_BYTES:]
         return found
-
-    def fraction(self) -> float:
-        return 1.0 if self.at_end else self.read_to / max(self.size, 1)
 
 
 def whole_json(data: bytes) -> bool:

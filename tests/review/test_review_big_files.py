@@ -9,6 +9,7 @@ from reftune.review.app import TOKEN_HEADER, create_app
 from reftune.review.journal import Event
 from reftune.review.records import load_collection, open_collection
 from reftune.review.session import Session
+from reftune.review.tail import Tail
 
 TOKEN = "test-token"
 
@@ -122,3 +123,27 @@ def test_a_rollouts_question_with_a_cot_written_by_hand_keeps_its_numbers(tmp_pa
         out.write(rollout_line(10, 1))
     session.catch_up()
     assert len(session.state.samples(session.records[0])) == 2 and "written by hand" in session.collection.problems[0]
+
+
+def test_a_file_that_ended_without_a_newline_grows_on(tmp_path):
+    path = tmp_path / "run" / "rollouts.jsonl"
+    path.parent.mkdir()
+    path.write_text(rollout_line(0, 1).rstrip("\n"))  # the last row whole, its newline not written
+    session = Session(open_collection([path]))
+    for line in ("\n" + rollout_line(10, 2), rollout_line(20, 3)):
+        with open(path, "a") as out:
+            out.write(line)
+        session.catch_up()
+    assert [r.id for r in session.records] == ["gsm8k_1", "gsm8k_2", "gsm8k_3"] and not session.collection.problems
+
+
+def test_the_newline_of_a_line_taken_whole_counts_as_read(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    path.write_bytes(b'{"a": 1}')
+    tail = Tail(path)
+    found = [tail.read()]
+    for more in (b"\n", b'{"b": 2}\n'):  # shorter than the mark: the newline must be in it
+        with open(path, "ab") as out:
+            out.write(more)
+        found.append(tail.read())
+    assert found == [[(1, b'{"a": 1}')], [], [(2, b'{"b": 2}')]] and not tail.rewritten
