@@ -14,7 +14,7 @@ writes them) and an RL run's rollouts.jsonl in a temporary folder, then measures
     {"records", "file_mb", "start_to_first_page_s", "start_filtered_page_s", "start_to_all_read_s",
      "load_s", "first_page_s", ..., "rollout_rows", "partial_line_hidden", "appended_visible_s", ...}
 
-Target (review issue): the first page under 1 s after start on 100,000 records; appended rows on
+Target: the first page under 1 s after start on 100,000 records; appended rows on
 the next list request, without a restart. The *_page_s figures are the first request of each query.
 
     python benchmarks/review.py [--records 100000] [--rollout-steps 1000]
