@@ -76,7 +76,7 @@ class Session:
         """The team's queues over the records read so far (records read later join them, and leave
         the earlier ones where they were)."""
         if len(self._assignment.by_record) != len(self.records):
-            self._assignment = assign(self.team, len(self.records))
+            self._assignment = assign(self.team, len(self.records), self._assignment)
         return self._assignment
 
     def read_more(self, limit: int | None = CHUNK_BYTES) -> bool:

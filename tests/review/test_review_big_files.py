@@ -10,6 +10,7 @@ from reftune.review.journal import Event
 from reftune.review.records import load_collection, open_collection
 from reftune.review.session import Session
 from reftune.review.tail import Tail
+from reftune.review.team import Team, assign
 
 TOKEN = "test-token"
 
@@ -147,3 +148,9 @@ def test_the_newline_of_a_line_taken_whole_counts_as_read(tmp_path):
             out.write(more)
         found.append(tail.read())
     assert found == [[(1, b'{"a": 1}')], [], [(2, b'{"b": 2}')]] and not tail.rewritten
+
+
+def test_queues_of_records_read_later_are_those_of_the_whole_file():
+    team = Team(("alice", "bob", "carol"), overlap=2)
+    grown = assign(team, 70, assign(team, 25, assign(team, 3)))
+    assert grown == assign(team, 70)
