@@ -84,8 +84,6 @@ class Session:
         with self._reading:
             source = self.collection.unread()
             if source is None:
-                if self.read_all_at is None:
-                    self.read_all_at = time.perf_counter()
                 return False
             self.take(self.collection.read(source, limit))
             return True
@@ -93,10 +91,12 @@ class Session:
     def read_all(self) -> None:
         while self.read_more(None):
             pass
+        self.read_all_at = time.perf_counter()
 
     def read_in_background(self, done=None) -> threading.Thread:
-        """Read the rest of the inputs in a daemon thread, then call done(); a failure stops the
-        reading with its reason kept (Export then refuses, saying why)."""
+        """Read the rest of the inputs in a daemon thread, call done(), then let the pages stop
+        saying "still loading" (so that whoever waits for them finds done's work done); a failure
+        stops the reading with its reason kept (Export then refuses, saying why)."""
         def read_rest():
             try:
                 while self.read_more():
@@ -105,6 +105,8 @@ class Session:
                 self.reading_failed = f"{type(exc).__name__}: {exc}"
             if done is not None:
                 done()
+            if not self.reading_failed:
+                self.read_all_at = time.perf_counter()
         thread = threading.Thread(target=read_rest, name="review-reading", daemon=True)
         thread.start()
         return thread
