@@ -182,7 +182,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` the options of that one command (the others listed by name):
+    building every command's options takes most of a second, which a command's start should not pay."""
     from reftune import __version__
     from reftune.options import add_config_arguments
     from reftune.review.command import add_arguments as add_review_arguments
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_classes = configs()
     for name, (_, help_text) in COMMANDS.items():
         sub = subcommands.add_parser(name, help=help_text, description=help_text)
+        if only is not None and name != only:
+            continue
         if name == "serve":
             sub.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
                              help="the model to serve (or --model)")
@@ -213,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(given[0] if given and given[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:  # `reftune` alone: what it can do
         parser.print_help()

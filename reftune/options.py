@@ -33,8 +33,14 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
+@cache
+def type_hints(cls) -> dict:
+    """typing.get_type_hints evaluates every annotation of the class: once per class, not per field."""
+    return typing.get_type_hints(cls)
+
+
 def _scalar_type(cls, name: str):
-    hint = typing.get_type_hints(cls)[name]
+    hint = type_hints(cls)[name]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     return hint

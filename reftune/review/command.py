@@ -11,6 +11,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 import webbrowser
 
 from reftune.errors import ReftuneError
@@ -112,12 +113,13 @@ def hide_tokens_in_logs() -> None:
 
 
 def command_review(args: argparse.Namespace) -> int:
-    from reftune.review.records import load_collection
+    from reftune.review.records import open_collection
     from reftune.review.session import Session
     from reftune.review.team import team_from_options
 
-    # 1. check the options (the suggest endpoint answers, the verifier is one), read the inputs and
-    # replay their journals; the verifier scores the records in the background from then on
+    # 1. check the options (the suggest endpoint answers, the verifier is one), read the inputs' first
+    # rows (all of a small one) and replay their journals; the verifier scores the records in the
+    # background from then on, those read later as they come
     check_port(args.port)
     team = team_from_options(args.reviewers, args.overlap, args.adjudicator, args.export_majority)
     check_host(args.host, args.reviewers)
@@ -129,14 +131,15 @@ def command_review(args: argparse.Namespace) -> int:
     print("review: reading the inputs (a training file's CoTs are checked now; programs run in the sandbox)",
           flush=True)
     try:
-        collection = load_collection(args.paths, task=args.task, style=args.style)
+        collection = open_collection(args.paths, task=args.task, style=args.style)
     except KeyboardInterrupt:
         print("review: stopped while reading the inputs; nothing was written")
         return 130
     session = Session(collection, args.include_failing, team, suggester, start_scoring(args.verifier, collection))
     describe_inputs(session)
 
-    # 2. listen, print the URL (a team: each reviewer's link), serve until Ctrl-C
+    # 2. listen, print the URL (a team: each reviewer's link), read the rest of a big input in the
+    # background while the app shows the first pages, serve until Ctrl-C
     tokens = {secrets.token_urlsafe(24): name for name in team.reviewers} if args.reviewers else None
     serve_session(session, args, tokens)
     print(f"review: stopped; run the same command to continue where you left off ({progress_line(session)})")
@@ -170,8 +173,8 @@ def describe_inputs(session) -> None:
     for source in session.collection.sources:
         print(f"review: {source.label}: {source.kind}, task {source.choice.task} ({source.choice.style}, "
               f"from {source.choice.origin}), journal {source.journal_path}")
-    print(f"review: {len(session.records)} records, "
-          f"{sum(1 for r in session.records if r.error)} unreadable rows shown as errors")
+    if session.loading is None:
+        print(read_line(session))
     if session.team.shared:
         team = session.team
         print(f"review: {len(team.reviewers)} reviewers, each record to {team.overlap}"
@@ -179,12 +182,37 @@ def describe_inputs(session) -> None:
     if session.suggester:
         print(f"review: Suggest asks {session.suggester.source} for {session.suggester.k} CoTs")
     if session.verifier:
-        print(f"review: the verifier {session.verifier.folder} scores {len(session.verifier.todo)} records in the "
-              f"background; sort the list by 'most doubtful first'")
+        later = " (and those read later, as they come)" if session.loading is not None else ""
+        print(f"review: the verifier {session.verifier.folder} scores {session.verifier.progress().total} "
+              f"records{later} in the background; sort the list by 'most doubtful first'")
     for problem in session.state.problems:
         print(f"review: warning: {problem}")
     for folder in session.state.read_only_sources():
         print(f"review: warning: {folder} is not writable: you can look, but no action can be saved")
+
+
+def read_the_rest(session) -> None:
+    """Started once the server's own imports are done, so that they do not wait on the reading."""
+    if session.loading is None:
+        return
+    started, known = time.perf_counter(), len(session.state.problems)
+    print(f"review: {len(session.records)} records read; reading the rest in the background (until it is done, "
+          f"the pages say how far it is, and Export waits)", flush=True)
+
+    def done():
+        lines = [read_line(session, time.perf_counter() - started)]
+        lines += [f"review: warning: {problem}" for problem in session.state.problems[known:]]
+        print("\n".join(lines), flush=True)
+    session.read_in_background(done)
+
+
+def read_line(session, seconds: float | None = None) -> str:
+    """What reading the inputs gave (and how long the background part took)."""
+    if session.reading_failed:
+        return f"review: warning: reading the inputs stopped ({session.reading_failed}); restart the review"
+    took = f" (the rest in {seconds:.1f} s)" if seconds is not None else ""
+    return (f"review: {len(session.records)} records{took}, "
+            f"{sum(1 for r in session.records if r.error)} unreadable rows shown as errors")
 
 
 def serve_session(session, args: argparse.Namespace, tokens: dict[str, str] | None) -> None:
@@ -210,6 +238,7 @@ def serve_session(session, args: argparse.Namespace, tokens: dict[str, str] | No
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     if tokens:
         hide_tokens_in_logs()
+    read_the_rest(session)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -97,10 +97,12 @@ def progress(session: Session, reviewer: str = DEFAULT_REVIEWER) -> dict:
     queue = session.queue(reviewer)
     return {"reviewed": session.state.reviewed_count(reviewer, queue),
             "total": len(session.records) if queue is None else len(queue),
-            "failing": len(session.failing(reviewer)), "keeps_failing": session.include_failing}
+            "failing": len(session.failing(reviewer)), "keeps_failing": session.include_failing,
+            "loading": session.loading}
 
 
 def list_page(session: Session, query: Query, reviewer: str = DEFAULT_REVIEWER) -> dict:
+    session.catch_up()  # rows appended to a growing input since the last page
     session.state.refresh()
     matches = session.matches(query, reviewer)
     page = page_of(matches, query.page)
@@ -113,7 +115,7 @@ def list_page(session: Session, query: Query, reviewer: str = DEFAULT_REVIEWER) 
     sorts = {key: label for key, label in SORTS.items() if verifier or key not in ORDERED_ELSEWHERE}
     return {"query": query, "page": page, "rows": rows, "filters": [(f, FILTER_LABELS[f]) for f in FILTERS],
             "sorts": sorts, "progress": progress(session, reviewer), "sources": session.collection.sources,
-            "scoring": verifier.progress() if verifier else None}
+            "problems": session.collection.problems, "scoring": verifier.progress() if verifier else None}
 
 
 def sample_view(session: Session, record: Record, number: int, reviewer: str = DEFAULT_REVIEWER) -> SampleView:
@@ -133,6 +135,7 @@ def sample_view(session: Session, record: Record, number: int, reviewer: str = D
 def record_page(session: Session, record: Record, query: Query, reviewer: str = DEFAULT_REVIEWER) -> dict:
     """The question, its gold, its samples (grouped by RL step for rollouts) and their answers, and
     whether none of them is right (then the page offers to write one)."""
+    session.catch_up()
     session.state.refresh()
     task = session.collection.tasks[record.source]
     before, after = neighbours(session.matches(query, reviewer), record.index)
@@ -176,10 +179,13 @@ def held_suggestion(session: Session, record: Record, suggestion_id: str | None)
 
 
 def stats_page(session: Session, source: int, reviewer: str = DEFAULT_REVIEWER) -> dict:
-    """The input's charts (computed once: they depend on the data only), and for a team how far its
-    reviewers agree and how far each has come (recomputed: they change with every decision)."""
+    """The input's charts (computed once per version of the data: they depend on it only), and for a
+    team how far its reviewers agree and how far each has come (recomputed: they change with every
+    decision)."""
+    session.catch_up()
     records = [r for r in session.source_records(source) if not r.error]
-    figures, lines, steps = session.remember(("charts", source), lambda: chart_figures(records))
+    key = ("charts", source, session.collection.version)
+    figures, lines, steps = session.remember(key, lambda: chart_figures(records))
     team = session.team
     return {"figures": figures, "lines": lines, "steps": steps, "source": session.collection.sources[source],
             "sources": session.collection.sources, "progress": progress(session, reviewer), "questions": len(records),

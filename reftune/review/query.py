@@ -1,5 +1,5 @@
-"""The list's filters, text search, sorts and paging: plain functions over an index built once at
-load, so that a page of 100,000 records costs one pass over precomputed fields.
+"""The list's filters, text search, sorts and paging: plain functions over an index built as the
+records are read, so that a page of 100,000 records costs one pass over precomputed fields.
 
 >>> Query.from_params({"filter": "wrong", "sort": "-solved", "page": "2"})
 Query(filter='wrong', search='', sort='-solved', page=2)
@@ -58,15 +58,52 @@ class Query:
         return urlencode({key: value for key, value in values.items() if value != defaults[key]})
 
 
-@dataclass(frozen=True)
 class Index:
-    """Fields of every record computed once at load (position i = record index i)."""
+    """Fields of every record, computed once as it is read (position i = record index i); the sort
+    orders are computed when asked for, again after records were added or grew."""
 
-    outcomes: list[str]          # Record.outcome
-    solve_rates: list[float]     # fraction of samples correct; -1 for error rows
-    lengths: list[float]         # mean characters per sample
-    texts: list[str]             # lower-cased id, question and samples: what search looks in
-    orders: dict[str, list[int]]  # sort name -> record indices in that order
+    def __init__(self):
+        self.outcomes: list[str] = []      # Record.outcome
+        self.solve_rates: list[float] = []  # fraction of samples correct; -1 for error rows
+        self.lengths: list[float] = []     # mean characters per sample
+        self.texts: list[str] = []         # lower-cased id, question and samples: what search looks in
+        self.sources: list[int] = []       # Record.source: "file order" is each input's in turn
+        self.count = 0                     # records indexed: set last, so every field holds them
+        self.version = 0                   # bumped by every change: the orders depend on it
+        self._orders: dict[str, tuple[int, list[int]]] = {}  # sort -> (version, record indices in order)
+
+    def add(self, records) -> None:
+        """Index records that follow the ones indexed (their index is the next position)."""
+        for record in records:
+            self.outcomes.append(record.outcome)
+            self.solve_rates.append(solve_rate(record))
+            self.lengths.append(mean_length(record))
+            self.texts.append(searchable(record))
+            self.sources.append(record.source)
+        self.count = len(self.texts)
+        self.version += 1
+
+    def replace(self, records) -> None:
+        """Index again records that grew (a rollouts question's later steps)."""
+        for record in records:
+            i = record.index
+            self.outcomes[i], self.solve_rates[i] = record.outcome, solve_rate(record)
+            self.lengths[i], self.texts[i] = mean_length(record), searchable(record)
+        self.version += 1
+
+    def order(self, sort: str) -> list[int]:
+        """Record indices in a SORTS order the index holds (not ORDERED_ELSEWHERE); ties (and "file")
+        keep each input's file order."""
+        version, found = self._orders.get(sort, (None, None))
+        if version == self.version:
+            return found
+        version, positions = self.version, range(self.count)
+        found = sorted(positions, key=self.sources.__getitem__)
+        if sort != "file":
+            key = {"length": self.lengths, "solved": self.solve_rates}[sort.lstrip("-")]
+            found = sorted(found, key=(lambda i: -key[i]) if sort.startswith("-") else key.__getitem__)
+        self._orders[sort] = (version, found)
+        return found
 
 
 def solve_rate(record: Record) -> float:
@@ -79,24 +116,20 @@ def mean_length(record: Record) -> float:
     return sum(len(sample.text) for sample in record.samples) / max(len(record.samples), 1)
 
 
-def build_index(records: tuple[Record, ...] | list[Record]) -> Index:
-    solve_rates = [solve_rate(record) for record in records]
-    lengths = [mean_length(record) for record in records]
-    positions = list(range(len(records)))
-    orders = {"file": positions,
-              "length": sorted(positions, key=lengths.__getitem__),
-              "solved": sorted(positions, key=solve_rates.__getitem__)}
-    orders["-length"] = sorted(positions, key=lambda i: -lengths[i])  # stable: ties keep file order
-    orders["-solved"] = sorted(positions, key=lambda i: -solve_rates[i])
-    texts = ["\n".join([record.id, record.question, *(s.text for s in record.samples), record.error]).lower()
-             for record in records]
-    return Index([record.outcome for record in records], solve_rates, lengths, texts, orders)
+def searchable(record: Record) -> str:
+    return "\n".join([record.id, record.question, *(s.text for s in record.samples), record.error]).lower()
+
+
+def build_index(records) -> Index:
+    index = Index()
+    index.add(records)
+    return index
 
 
 def select(index: Index, query: Query, marks_of, order: list[int] | None = None) -> list[int]:
     """Record indices the query matches, in its sort order (or in `order`, for a sort the index does
     not hold). marks_of(i) -> the record's MARK_FILTERS."""
-    order = index.orders[query.sort] if order is None else order
+    order = index.order(query.sort) if order is None else order
     if query.filter in OUTCOMES:
         order = [i for i in order if index.outcomes[i] == query.filter]
     elif query.filter in MARK_FILTERS:

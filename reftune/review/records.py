@@ -5,14 +5,15 @@ A row that cannot be read becomes an error record that says why; the rest of the
 """
 from __future__ import annotations
 
+import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reftune.errors import ReftuneError
 from reftune.review.checking import check_cots
-from reftune.review.sources import WHAT_IT_READS, InputFile, Source, choose_task, find_inputs, label_for
+from reftune.review.sources import WHAT_IT_READS, InputFile, Source, TaskChoice, choose_task, find_inputs, label_for
+from reftune.review.tail import Tail
 from reftune.selection import majority_vote
 from reftune.tasks import Task, get_task
 from reftune.tasks.base import json_rows
@@ -21,6 +22,7 @@ from reftune.tasks.base import json_rows
 STATUS_OUTCOMES = {"correct": "correct", "wrong_answer": "wrong", "wrong_step": "wrong",
                    "no_answer": "no_answer", "program_error": "program_error", "timeout": "program_error"}
 OUTCOMES = ("correct", "wrong", "no_answer", "program_error", "error")  # a record's, for the filters
+FIRST_BYTES = 64 * 1024  # of a samples file, read before the app starts: a first page of rows, and the task
 EXTRA_COT = re.compile(r"^(?P<base>.+)-cot\d+$")  # annotate's ids for a question's 2nd, 3rd... CoT
 
 
@@ -94,12 +96,82 @@ class TrainingQuestion:
 
 
 @dataclass(frozen=True)
+class Change:
+    """What one read of an input brought: new records (indexed after those before them) and the
+    records of rollouts questions that grew (their later steps; same index)."""
+
+    added: tuple[Record, ...] = ()
+    grown: tuple[Record, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.grown)
+
+
+@dataclass
+class Reading:
+    """Where the reading of one JSON Lines input (samples or rollouts) stands: it is read a piece
+    at a time, and read again for what it gains."""
+
+    tail: Tail
+    seen: dict = field(default_factory=dict)   # samples: id -> rows with it so far (the 2nd becomes id#2)
+    steps: dict = field(default_factory=dict)  # rollouts: id -> its rows so far, (RawRow, samples), in step order
+
+
+@dataclass
 class Collection:
-    """All the inputs of one review session."""
+    """All the inputs of one review session, as far as they are read. Records only ever come after
+    those read before them (a record's index never changes); a rollouts question that gains steps is
+    replaced by its longer record at the same index."""
 
     sources: tuple[Source, ...]
-    records: tuple[Record, ...]
-    tasks: dict  # Source.number -> Task
+    tasks: dict                                    # Source.number -> Task
+    records: list[Record] = field(default_factory=list)
+    ids: dict = field(default_factory=dict)        # (source, id) -> index, of the good records
+    readings: dict = field(default_factory=dict)   # Source.number -> Reading, of the JSON Lines inputs
+    version: int = 0                               # bumped by every change to the records
+    problems: list[str] = field(default_factory=list)  # inputs no longer followed, and why
+
+    def add(self, change: Change) -> None:
+        for record in change.added:
+            self.records.append(record)
+            if not record.error:
+                self.ids[record.source, record.id] = record.index
+        for record in change.grown:
+            self.records[record.index] = record
+        self.version += 1
+
+    def read(self, source: int, limit: int | None = None) -> Change:
+        """The records of the next complete lines of a JSON Lines input (about `limit` bytes of
+        them; a rollouts file is read to its end, so that a question's steps come together)."""
+        reading = self.readings[source]
+        kind, task = self.sources[source].kind, self.tasks[source]
+        try:
+            raw = raw_rows(reading.tail.read(limit if kind == "samples" else None), self.sources[source].path.name)
+        except OSError as exc:  # removed or unreadable since: what was read stays
+            reading.tail.rewritten = True
+            self.problems.append(f"cannot read {reading.tail.path} any more ({exc}): what was read stays")
+            return Change()
+        if reading.tail.rewritten and not raw:
+            self.problems.append(f"{reading.tail.path} was rewritten (a resumed run cuts its logs back to its "
+                                 f"checkpoint): restart the review to read it again")
+        if kind == "samples":
+            return samples_change(raw, reading, source, task, len(self.records))
+        return rollouts_change(raw, reading, source, task, len(self.records), self.ids)
+
+    def unread(self) -> int | None:
+        """The first input not read to its end yet; None when every one is."""
+        return next((number for number, reading in self.readings.items() if not reading.tail.at_end), None)
+
+    def grown(self) -> list[int]:
+        """The inputs whose files changed since they were last read (a stat of each)."""
+        return [number for number, reading in self.readings.items() if reading.tail.grew()]
+
+    def fraction_read(self) -> float:
+        """The share of the inputs' bytes read so far."""
+        tails = [reading.tail for reading in self.readings.values()]
+        total = sum(max(tail.size, tail.read_to) for tail in tails if not tail.rewritten)
+        done = sum(tail.read_to + tail.unfinished for tail in tails if not tail.rewritten)
+        return 1.0 if total == 0 or self.unread() is None else min(done / total, 1.0)
 
 
 def read_raw_rows(path: Path) -> list[RawRow]:
@@ -150,49 +222,89 @@ def vote_of(row: dict, answers: list, task: Task) -> tuple[object, bool]:
     return vote, vote is not None and task.is_correct(vote, row.get("gold"))
 
 
-def error_record(raw: RawRow, source: int, error: str) -> Record:
-    return Record(0, source, raw.where, "", None, (), where=raw.where, error=error)
+def error_record(raw: RawRow, source: int, error: str, index: int = 0) -> Record:
+    return Record(index, source, raw.where, "", None, (), where=raw.where, error=error)
 
 
-def samples_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Record]:
-    """A samples file: one question per row."""
-    records = []
-    for raw in raw_rows:
+def raw_rows(lines: list[tuple[int, bytes]], label: str) -> list[RawRow]:
+    """The rows of JSON Lines (line number, line); a line that is no JSON object comes back with why."""
+    found = []
+    for number, line in lines:
+        where = f"line {number} of {label}"
         try:
-            row = raw.row
-            if row is None:
-                raise ValueError(raw.error)
-            samples = tuple(samples_of_row(row, task.style, None, "sample"))
-            vote, vote_correct = vote_of(row, [s.answer for s in samples], task)
-            records.append(Record(0, source, str(row["id"]), str(row["question"]), row.get("gold"), samples,
-                                  vote, vote_correct, raw.where))
-        except (KeyError, TypeError, ValueError) as exc:
-            records.append(error_record(raw, source, describe_error(exc)))
-    return records
+            found.append(as_object(json.loads(line.decode("utf-8")), where))
+        except UnicodeDecodeError:
+            found.append(RawRow(None, where, "not UTF-8 text"))
+        except json.JSONDecodeError as exc:
+            # json's own messages may end in "at" ("Unterminated string starting at")
+            found.append(RawRow(None, where, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"))
+    return found
 
 
-def rollouts_records(raw_rows: list[RawRow], source: int, task: Task) -> list[Record]:
-    """An RL run's rollouts: the rows of one question (one per logged step) become one record whose
-    samples run in step order; its vote is the last step's."""
-    grouped: dict[str, list[tuple[RawRow, list[Sample]]]] = defaultdict(list)
+def sample_record(raw: RawRow, index: int, source: int, task: Task) -> Record:
+    """One row of a samples file: one question."""
+    try:
+        row = raw.row
+        if row is None:
+            raise ValueError(raw.error)
+        samples = tuple(samples_of_row(row, task.style, None, "sample"))
+        vote, vote_correct = vote_of(row, [s.answer for s in samples], task)
+        return Record(index, source, str(row["id"]), str(row["question"]), row.get("gold"), samples,
+                      vote, vote_correct, raw.where)
+    except (KeyError, TypeError, ValueError) as exc:
+        return error_record(raw, source, describe_error(exc), index)
+
+
+def samples_change(raw_rows: list[RawRow], reading: Reading, source: int, task: Task, first: int) -> Change:
+    """New rows of a samples file: one record each, indexed from `first`; a repeated id becomes
+    `id#2`, `id#3` (in file order: the journal addresses records by id)."""
+    records = []
+    for offset, raw in enumerate(raw_rows):
+        record = sample_record(raw, first + offset, source, task)
+        if not record.error:
+            seen = reading.seen[record.id] = reading.seen.get(record.id, 0) + 1
+            record = replace(record, id=f"{record.id}#{seen}") if seen > 1 else record
+        records.append(record)
+    return Change(tuple(records))
+
+
+def rollouts_change(raw_rows: list[RawRow], reading: Reading, source: int, task: Task, first: int,
+                    ids: dict) -> Change:
+    """New rows of an RL run's rollouts: a question's rows (one per logged step) make one record
+    whose samples run in step order; a question seen before grows (same index), a new one is added
+    from `first`, then the unreadable rows."""
+    touched: dict[str, None] = {}  # the questions these rows belong to, in order of first appearance
     errors = []
     for raw in raw_rows:
         try:
             row = raw.row
             if row is None:
                 raise ValueError(raw.error)
-            grouped[str(row["id"])].append((raw, samples_of_row(row, task.style, int(row["step"]), "rollout")))
+            parsed = (raw, samples_of_row(row, task.style, int(row["step"]), "rollout"))
         except (KeyError, TypeError, ValueError) as exc:
-            errors.append(error_record(raw, source, describe_error(exc)))
-    records = []
-    for record_id, rows in grouped.items():
-        rows.sort(key=lambda pair: int(pair[0].row["step"]))
-        first, (last, last_samples) = rows[0][0], rows[-1]
-        samples = tuple(sample for _, row_samples in rows for sample in row_samples)
-        vote, vote_correct = vote_of(last.row, [s.answer for s in last_samples], task)
-        records.append(Record(0, source, record_id, str(first.row.get("question", "")), first.row.get("gold"),
-                              samples, vote, vote_correct, first.where))
-    return records + errors
+            errors.append((raw, describe_error(exc)))
+            continue
+        reading.steps.setdefault(str(row["id"]), []).append(parsed)
+        touched[str(row["id"])] = None
+    added, grown = [], []
+    for record_id in touched:
+        rows = reading.steps[record_id]
+        rows.sort(key=lambda pair: int(pair[0].row["step"]))  # stable: a step logged twice keeps file order
+        known = ids.get((source, record_id))
+        record = rollout_record(first + len(added) if known is None else known, source, record_id, rows, task)
+        (added if known is None else grown).append(record)
+    added += [error_record(raw, source, error, first + len(added) + n) for n, (raw, error) in enumerate(errors)]
+    return Change(tuple(added), tuple(grown))
+
+
+def rollout_record(index: int, source: int, record_id: str, rows: list, task: Task) -> Record:
+    """One question of the rollouts from its rows, (RawRow, samples) in step order; its vote is the
+    last step's (the RL stage's rows carry none, so it is counted here)."""
+    first, (last, last_samples) = rows[0][0], rows[-1]
+    samples = tuple(sample for _, row_samples in rows for sample in row_samples)
+    vote, vote_correct = vote_of(last.row, [s.answer for s in last_samples], task)
+    return Record(index, source, record_id, str(first.row.get("question", "")), first.row.get("gold"),
+                  samples, vote, vote_correct, first.where)
 
 
 def training_records(raw_rows: list[RawRow], rejects: list[RawRow], source: int, task: Task) -> list[Record]:
@@ -241,22 +353,64 @@ def describe_error(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def load_collection(paths: list[str | Path], task: str | None = None, style: str | None = None) -> Collection:
-    """Read every PATH: find its files, choose each file's task, read its records."""
+def open_collection(paths: list[str | Path], task: str | None = None, style: str | None = None,
+                    first_bytes: int | None = FIRST_BYTES) -> Collection:
+    """Find every PATH's files, choose each file's task and read what comes first: a samples file's
+    first `first_bytes` (the rest is read by Collection.read, a piece at a time), every other input
+    whole. Whatever cannot work is refused here, in one line."""
     inputs = [found for path in paths for found in find_inputs(path)]
     if not inputs:
         raise ReftuneError("nothing to review: give at least one PATH")
-    sources, records, tasks = [], [], {}
+    collection = Collection((), {})
     for number, given in enumerate(inputs):
-        raw = read_raw_rows(given.path)
-        rejects = [row for extra in given.extra for row in read_raw_rows(extra)]
-        check_recognised(given, raw, rejects)
-        choice = choose_task(given.path, *ids_and_texts(raw + rejects), task, style)
-        tasks[number] = task_of(choice, given.path)
-        sources.append(Source(number, given, choice, label_for(given.path)))
-        records += unique_ids(read_records(given, raw, rejects, number, tasks[number]))
-    numbered = tuple(replace(record, index=index) for index, record in enumerate(records))
-    return Collection(tuple(sources), numbered, tasks)
+        if given.kind in ("samples", "rollouts"):
+            open_lines(collection, given, number, task, style, first_bytes)
+        else:
+            open_whole(collection, given, number, task, style)
+    return collection
+
+
+def load_collection(paths: list[str | Path], task: str | None = None, style: str | None = None) -> Collection:
+    """Every PATH read to its end (what a script or a test wants; the app reads big files as it goes)."""
+    collection = open_collection(paths, task, style, first_bytes=None)
+    while (source := collection.unread()) is not None:
+        collection.add(collection.read(source))
+    return collection
+
+
+def open_lines(collection: Collection, given: InputFile, number: int, task: str | None, style: str | None,
+               first_bytes: int | None) -> None:
+    """A samples or rollouts file: its first rows tell its task; they are its first records."""
+    reading = Reading(Tail(given.path))
+    try:
+        raw = raw_rows(reading.tail.read(first_bytes if given.kind == "samples" else None), given.path.name)
+    except OSError as exc:
+        raise ReftuneError(f"cannot read {given.path}: {exc}") from None
+    if not raw and reading.tail.at_end:
+        raise ReftuneError(f"{given.path} holds no rows: nothing to review")
+    add_source(collection, given, number, choose_task(given.path, *ids_and_texts(raw), task, style))
+    collection.readings[number] = reading
+    if given.kind == "samples":
+        collection.add(samples_change(raw, reading, number, collection.tasks[number], len(collection.records)))
+    else:
+        collection.add(rollouts_change(raw, reading, number, collection.tasks[number], len(collection.records),
+                                       collection.ids))
+
+
+def open_whole(collection: Collection, given: InputFile, number: int, task: str | None, style: str | None) -> None:
+    """A training file or an annotate folder, read and checked whole."""
+    raw = read_raw_rows(given.path)
+    rejects = [row for extra in given.extra for row in read_raw_rows(extra)]
+    check_recognised(given, raw, rejects)
+    add_source(collection, given, number, choose_task(given.path, *ids_and_texts(raw + rejects), task, style))
+    records = unique_ids(training_records(raw, rejects, number, collection.tasks[number]))
+    first = len(collection.records)
+    collection.add(Change(tuple(replace(record, index=first + n) for n, record in enumerate(records))))
+
+
+def add_source(collection: Collection, given: InputFile, number: int, choice: TaskChoice) -> None:
+    collection.tasks[number] = task_of(choice, given.path)
+    collection.sources += (Source(number, given, choice, label_for(given.path)),)
 
 
 def task_of(choice, path: Path) -> Task:
@@ -277,14 +431,6 @@ def check_recognised(given: InputFile, raw: list[RawRow], rejects: list[RawRow])
         keys = sorted(rows[0]) if rows else "none (no line is a JSON object)"
         raise ReftuneError(f"{given.path} is not one of the inputs review reads (its rows' keys: {keys}); "
                            f"give {WHAT_IT_READS}")
-
-
-def read_records(given: InputFile, raw: list[RawRow], rejects: list[RawRow], number: int, task: Task) -> list[Record]:
-    if given.kind == "samples":
-        return samples_records(raw, number, task)
-    if given.kind == "rollouts":
-        return rollouts_records(raw, number, task)
-    return training_records(raw, rejects, number, task)
 
 
 def unique_ids(records: list[Record]) -> list[Record]:

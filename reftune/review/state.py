@@ -35,7 +35,8 @@ class ReviewState:
         self.written: dict[int, list[Sample]] = {}     # record index -> its CoTs written by hand, in order
         self.settled: dict[int, dict[int, Event]] = {}  # record index -> sample -> the adjudicator's settle
         self.problems: list[str] = []
-        self._index = {(record.source, record.id): record.index for record in collection.records if not record.error}
+        # (source, id) -> journaled events of a record not read yet (a big file is read as the app runs)
+        self.pending: dict[tuple[int, str], list[Event]] = {}
         for number, journal in self.journals.items():
             self.take_in(number, journal.read_new())
 
@@ -49,11 +50,22 @@ class ReviewState:
             except ValueError as exc:
                 self.problems.append(f"{self.journals[source].path}: {exc} (skipped)")
                 continue
-            index = self._index.get((source, event.id))
-            if index is not None:
-                problem = self.apply(index, event)
-                if problem:
-                    self.problems.append(f"{self.journals[source].path}: {problem} (skipped)")
+            index = self.collection.ids.get((source, event.id))
+            if index is None:
+                self.pending.setdefault((source, event.id), []).append(event)
+            else:
+                self.apply_journaled(source, index, event)
+
+    def apply_journaled(self, source: int, index: int, event: Event) -> None:
+        problem = self.apply(index, event)
+        if problem:
+            self.problems.append(f"{self.journals[source].path}: {problem} (skipped)")
+
+    def took(self, records) -> None:
+        """Records just read: apply what the journal holds for them (under the lock)."""
+        for record in records:
+            for event in self.pending.pop((record.source, record.id), ()):
+                self.apply_journaled(record.source, record.index, event)
 
     def apply(self, index: int, event: Event) -> str:
         """Apply one event to the record at `index`; what is wrong with it, or "" once applied. A

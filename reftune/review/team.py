@@ -95,17 +95,21 @@ class Assignment:
         return self.queues.get(reviewer, frozenset())
 
 
-def assign(team: Team, records: int) -> Assignment:
+def assign(team: Team, records: int, earlier: Assignment | None = None) -> Assignment:
     """Record i goes to the reviewers at places i*K .. i*K+K-1 (mod R) of the sorted names: K distinct
     reviewers per record, queues that differ by at most one record, and records appended later
-    leave the earlier ones where they were."""
+    leave the earlier ones where they were. earlier: the assignment of the first records (of a file
+    still being read), which the others join without computing it again."""
     names, k = sorted(team.reviewers), team.overlap
-    by_record = tuple(tuple(names[(index * k + j) % len(names)] for j in range(k)) for index in range(records))
+    first = len(earlier.by_record) if earlier else 0
+    added = tuple(tuple(names[(index * k + j) % len(names)] for j in range(k)) for index in range(first, records))
     queues = {name: [] for name in names}
-    for index, chosen in enumerate(by_record):
+    for index, chosen in enumerate(added, start=first):
         for name in chosen:
             queues[name].append(index)
-    return Assignment(by_record, {name: frozenset(indices) for name, indices in queues.items()})
+    before = earlier.queues if earlier else {}
+    return Assignment((earlier.by_record if earlier else ()) + added,
+                      {name: before.get(name, frozenset()) | frozenset(indices) for name, indices in queues.items()})
 
 
 def decision_of(review: SampleReview) -> str:

@@ -18,6 +18,7 @@ from reftune.options import config_to_yaml
 from reftune.report import bar_chart, example_completions, markdown_table, write_html
 from reftune.stages.common import announce, output_folder, release_lock, require_config
 from reftune.stages.evaluate import evaluate
+from reftune.stages.samples import samples_name
 from reftune.tasks import get_task
 from reftune.tracking import strict_json
 from reftune.verification import verify_cots, wrong_step_share
@@ -48,7 +49,7 @@ def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_
                                       mode="rerank" if verifier else "vote", verifier=verifier,
                                       output=str(evaluation_folder(folder, name, "sampled"))))
         upper_bound = sampled.upper_bound if sampled.upper_bound is not None else sampled.pass_at[num_samples]
-        greedy_samples = evaluation_folder(folder, name, "greedy") / f"{evaluation['split']}-samples.jsonl"
+        greedy_samples = evaluation_folder(folder, name, "greedy") / samples_name(evaluation["split"])
         results[name] = {"top1": greedy.top1_accuracy, "vote": sampled.vote_accuracy,
                          "rerank": sampled.rerank_accuracy, "upper_bound": upper_bound,
                          "wrong_steps": right_for_wrong_reasons(evaluation, greedy_samples),

@@ -11,7 +11,7 @@ from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_leve
 from reftune.stages.batches import example_texts
 from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
                                    require_config, seed_everything, use_prompt_format, write_atomically)
-from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, write_samples
+from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, samples_name, write_samples
 from reftune.summaries import EvalSummary
 from reftune.tasks import Task
 from reftune.tracking import strict_json
@@ -60,7 +60,8 @@ def votes_by_temperature(accelerator, task: Task, policy, config: EvalConfig, ma
 
 
 def evaluate(config: EvalConfig) -> EvalSummary:
-    """Load the model and the split, sample, write <split>-samples.jsonl and summary.json."""
+    """Load the model and the split, sample, write <split>-samples.jsonl (the split without its slice)
+    and summary.json."""
     # 1. the run folder, the data and the model
     require_config(config, "evaluate", EvalConfig)
     accelerator = build_accelerator()
@@ -90,7 +91,7 @@ def evaluate(config: EvalConfig) -> EvalSummary:
                           mode=config.mode, **summarize(task, results, params.greedy), temperature=params.temperature,
                           dev_votes=dev_votes, seconds=round(time.perf_counter() - started, 2))
     if main:
-        write_samples(folder / f"{config.split}-samples.jsonl", task, results)
+        write_samples(folder / samples_name(config.split), task, results)
         write_atomically(folder / "summary.json", strict_json(summary.as_json(), indent=1))
         release_lock(folder)
     return summary

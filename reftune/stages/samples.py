@@ -100,6 +100,16 @@ def sample_split(accelerator, task: Task, model, tokenizer, examples: list[Examp
     return sorted(gather_object(mine), key=lambda result: position[result.example.id])
 
 
+def samples_name(split: str) -> str:
+    """The file a split's samples are written to, named by the split without its slice (brackets and
+    colons in a file name trip shells and globs; summary.json keeps the slice).
+
+    >>> samples_name("train[:-20]"), samples_name("test")
+    ('train-samples.jsonl', 'test-samples.jsonl')
+    """
+    return f"{split.split('[')[0]}-samples.jsonl"
+
+
 def write_samples(path: Path, task: Task, results: list[QuestionSamples]) -> None:
     scratch = path.with_name(f".{path.name}.partial")  # a later run trusts this file: never half of it
     with open(scratch, "w") as out:

@@ -10,7 +10,7 @@ import pytest
 
 from reftune.cli import main
 from reftune.review.command import host_warning, is_loopback
-from review_inputs import python_samples  # noqa: F401 (fixtures)
+from review_inputs import python_samples, samples_row, write_jsonl  # noqa: F401 (fixtures)
 
 
 def test_a_missing_path_is_one_line_and_exit_2(tmp_path, capsys):
@@ -61,6 +61,23 @@ def test_the_server_saves_each_action_and_a_restart_shows_it(python_samples):
         assert "reviewed 1 of 5" in httpx.get(url, timeout=30).text
     finally:
         stop(process)
+
+
+@pytest.mark.slow
+def test_a_big_file_is_served_while_its_rest_is_read_in_the_background(tmp_path):
+    text = "We add 2 and 3.\n2 + 3 = 5\nTherefore, the answer is: 5"
+    rows = [samples_row(f"gsm8k_{n}", f"What is 2 + 3, question {n}?", 5.0, [text] * 4, [5.0] * 4) for n in range(3000)]
+    process, url = start(write_jsonl(tmp_path / "test-samples.jsonl", rows))  # 2 MB: its first 64 KB read before it listens
+    try:
+        assert httpx.get(url, timeout=30).status_code == 200
+        deadline = time.monotonic() + 120
+        while "still loading" in (page := httpx.get(url, timeout=30).text):
+            assert time.monotonic() < deadline, "the rest of the file was never read"
+            time.sleep(0.5)
+    finally:
+        out = stop(process)
+    assert "reading the rest in the background" in out and "review: 3000 records (the rest in" in out
+    assert "3000 of 3000 records" in page
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(python_samples, capsys):
