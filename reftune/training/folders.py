@@ -1,27 +1,20 @@
-"""What every stage does the same way, at the bottom of the stages' layers: the output folder (and its
-lock), seeding, the accelerator, the data and model named by the config, sharding and data order."""
+"""A run's folder, as every stage takes it: the output folder (created, locked for this process, and
+checked against what an earlier run left there), the record of which command made it, the resolved
+config saved beside it, and writes that a reader sees whole or not at all."""
 from __future__ import annotations
 
 import json
 import os
-import random
-import re
 import time
-from itertools import islice
 from pathlib import Path
 
 import torch
 
 from reftune import __version__
-from reftune.config import parse_task_options
-from reftune.checkpoint import complete_checkpoints
-from reftune.cpu_linear import chosen_path
+from reftune.config.options import config_to_yaml
 from reftune.errors import ReftuneError
-from reftune.models import TinySpec, load_policy, tokenizer_of
-from reftune.options import config_to_yaml
-from reftune.sharding import allow_fsdp_on_cpu, fsdp_requested
-from reftune.tasks import get_task
-from reftune.tasks.prompting import choose_prompt_format
+from reftune.model.cpu_linear import chosen_path
+from reftune.training.checkpoint import complete_checkpoints
 
 CONFIG_FILE = "config.yaml"
 RUN_RECORD = "run.json"  # which command made a folder: a later command may not take it over
@@ -129,121 +122,3 @@ def write_atomically(path: Path, text: str) -> None:
     scratch = path.with_name(f".{path.name}.partial")
     scratch.write_text(text)
     os.replace(scratch, path)
-
-
-def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with torch's fused kernel where the parameters' device has one (CPU, CUDA): one pass per
-    parameter instead of a dozen ops; the arithmetic is AdamW's either way."""
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except RuntimeError:  # a device without the fused kernel
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def quiet_libraries() -> None:
-    """reftune draws its own progress bars; the libraries' per-save bars and notices are noise.
-    Warnings stay on: reftune's own calls must raise none (tests/test_warnings.py)."""
-    import logging
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    logging.getLogger("accelerate").setLevel(logging.ERROR)
-
-
-def build_accelerator():
-    """One process by default; under `accelerate launch` as many as it starts (DDP, FSDP, ZeRO). On CPU
-    an FSDP config is honoured too (accelerate alone would run DDP: sharding.allow_fsdp_on_cpu)."""
-    from accelerate import Accelerator
-
-    quiet_libraries()
-    cpu = not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=cpu)
-    if cpu and fsdp_requested():
-        allow_fsdp_on_cpu(accelerator)
-    return accelerator
-
-
-def parse_split(split: str) -> tuple[str, slice]:
-    """"train[:-200]" -> ("train", slice(None, -200)): a slice of a split, as HF datasets writes it,
-    so a dataset without a dev split can hold some training questions out.
-
-    >>> parse_split("train[-200:]")
-    ('train', slice(-200, None, None))
-    >>> parse_split("dev")
-    ('dev', slice(None, None, None))
-    """
-    match = re.fullmatch(r"([\w.-]+)(?:\[(-?\d*):(-?\d*)\])?", split.strip())
-    if not match:
-        raise ReftuneError(f"split {split!r} is not a name or a slice such as train[:-200]")
-    name, start, stop = match.groups()
-    return name, slice(int(start) if start else None, int(stop) if stop else None)
-
-
-def load_examples(config, split: str, limit: int | None = None):
-    """(task, the split's examples, the first `limit` of them when given)."""
-    task = get_task(config.task, style=config.style, **parse_task_options(config.task_options))
-    name, part = parse_split(split)
-    examples = task.load(name, config.data)[part]
-    if not examples:
-        raise ReftuneError(f"split {split!r} of {config.task} holds no examples")
-    return task, (examples[:limit] if limit else examples)
-
-
-def use_prompt_format(task, config, train: list, model_name: str | None = None) -> None:
-    """Lays out the task's prompts for the tokenizer of the model (`model_name`, else config.model) as
-    config.prompt_format says, before anything is encoded or sampled. Few-shot examples are the first
-    training examples with a CoT."""
-    shots = list(islice(((e.question, task.target(e)) for e in train if e.cot), config.few_shot))
-    if len(shots) < config.few_shot:
-        raise ReftuneError(f"few_shot {config.few_shot}: the training split holds only {len(shots)} examples "
-                           f"with a {config.style!r} CoT")
-    task.prompt_format = choose_prompt_format(tokenizer_of(model_name or config.model), config.prompt_format,
-                                              config.system_prompt, shots)
-
-
-def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):
-    """The policy named by config.model (or `name`, such as a checkpoint's model folder), with
-    gradient checkpointing when a training stage's config asks for it."""
-    tiny = TinySpec(hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers,
-                    num_heads=config.tiny_heads, vocab_size=config.tiny_vocab_size)
-    return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
-                       lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=tiny,
-                       tokenizer_texts=tokenizer_texts, seed=config.seed,
-                       gradient_checkpointing=getattr(config, "gradient_checkpointing", False))
-
-
-def shard(items: list, accelerator) -> list:
-    """This process's share of `items` (every num_processes-th, from its rank)."""
-    return items[accelerator.process_index::accelerator.num_processes]
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled order of one epoch: a pure function of (seed, epoch), so resume needs no state."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(num_examples, generator=generator).tolist()
-
-
-def epoch_slice(items: list, seed: int, step: int, steps_per_epoch: int, size: int) -> tuple[int, list]:
-    """(epoch, the `size` items of `step`): each epoch a fresh order of `items`."""
-    epoch, position = divmod(step, steps_per_epoch)
-    order = epoch_order(len(items), seed, epoch)[position * size:(position + 1) * size]
-    return epoch, [items[i] for i in order]
-
-
-def plan_on_policy(config, num_questions: int, num_processes: int) -> tuple[int, int]:
-    """(steps per epoch, total steps) of a stage that samples questions_per_step questions a step
-    (ReFT, Online-ST), or a clear error."""
-    if config.questions_per_step % num_processes or num_questions < config.questions_per_step:
-        raise ReftuneError(f"questions_per_step {config.questions_per_step} must be a multiple of the "
-                           f"{num_processes} processes and at most the {num_questions} training questions")
-    steps_per_epoch = num_questions // config.questions_per_step
-    total = steps_per_epoch * config.epochs
-    return steps_per_epoch, min(total, config.max_steps or total)
