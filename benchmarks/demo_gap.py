@@ -49,7 +49,7 @@ def finished(folder: Path, wanted: dict) -> bool:
 def wanted_config(seed: int, quick: bool, extra: list[str]) -> dict:
     """The DemoConfig a run with these flags saves, as a dict (the extra flags parsed as the CLI does)."""
     from reftune.cli import build_parser
-    from reftune.options import resolve_config
+    from reftune.config.options import resolve_config
 
     args = build_parser().parse_args(["demo", "--seed", str(seed), *(["--quick"] if quick else []), *extra])
     return dataclasses.asdict(resolve_config(DemoConfig, args))

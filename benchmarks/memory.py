@@ -51,10 +51,11 @@ def rl_step(args, checkpointing: bool) -> dict:
 
     from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
     from reftune.config import RLConfig
-    from reftune.heads import PolicyWithValueHead
-    from reftune.stages.common import adamw, build_accelerator, load_examples, load_model, seed_everything
-    from reftune.stages.ppo import ppo_update
+    from reftune.model.heads import PolicyWithValueHead
     from reftune.stages.rl import build_experience, parameter_groups, reference_logps, reference_policy, sample_and_score
+    from reftune.training.data import load_examples
+    from reftune.training.ppo import ppo_update
+    from reftune.training.preparation import adamw, build_accelerator, load_model, seed_everything
 
     config = RLConfig(task="gsm8k", style="nl", data=str(args.data), model="smollm2-135m",
                       questions_per_step=args.questions, micro_batch_size=args.questions,

@@ -44,18 +44,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reftune.checkpoint import TrainerState, latest_checkpoint
 from reftune.config import EvalConfig, RLConfig, SFTConfig
+from reftune.config.options import config_from_yaml_text, read_yaml_options
 from reftune.errors import ReftuneError
-from reftune.options import config_from_yaml_text, read_yaml_options
-from reftune.selection import certainty, paired_difference
-from reftune.stages.common import CONFIG_FILE, LOCK_FILE, RUN_RECORD, hold_lock, write_atomically
+from reftune.scoring.selection import certainty, paired_difference
 from reftune.stages.compare import evaluation_folder, right_for_wrong_reasons
 from reftune.stages.demo import Pick, equal_compute_steps, greedy_correct, pick, rl_step_rows, warm_up_start
 from reftune.stages.evaluate import evaluate
 from reftune.stages.rl import rl
-from reftune.stages.run import changed_options
 from reftune.stages.sft import sft
+from reftune.training.checkpoint import TrainerState, latest_checkpoint
+from reftune.training.folders import CONFIG_FILE, LOCK_FILE, RUN_RECORD, hold_lock, write_atomically
+from reftune.training.run import changed_options
 
 ROOT = Path(__file__).resolve().parents[1]
 # The published small-model SVAMP P-CoT figures this run is held against (RECIPE: Galactica-125M).

@@ -45,7 +45,7 @@ def trl_python(kind: str, given: str | None) -> str:
     """A Python with TRL for `kind`, from the flag or a venv made once in reftune's cache folder."""
     if given:
         return given
-    from reftune.cache import cache_dir
+    from reftune.model.cache import cache_dir
 
     venv = cache_dir() / "bench-venvs" / TRL_VERSIONS[kind].replace("=", "-")
     python = venv / "bin" / "python"
@@ -73,7 +73,7 @@ def build_models(folder: Path, model: str, hidden: int, layers: int) -> None:
     value model of the policy's architecture (freshly initialised: only their cost matters here)."""
     from transformers import LlamaForSequenceClassification
 
-    from reftune.models import TinySpec, load_policy, save_pretrained
+    from reftune.model.loading import TinySpec, load_policy, save_pretrained
     from reftune.tasks import get_task
 
     if model == "tiny":
@@ -146,7 +146,7 @@ def reftune_worker(args, estimator: str) -> dict:
 
     from reftune.config import RLConfig
     from reftune.stages.rl import rl
-    from reftune.tracking import read_metrics
+    from reftune.training.tracking import read_metrics
 
     with tempfile.TemporaryDirectory() as output:
         rl(RLConfig(task="arithmetic", model=str(args.model_dir / "policy"), advantage_estimator=estimator,
@@ -220,7 +220,7 @@ def trl_grpo_worker(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from reftune.rewards import score_completions
+    from reftune.scoring.rewards import score_completions
     from reftune.tasks import get_task
 
     task = get_task("arithmetic")

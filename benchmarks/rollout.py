@@ -1,4 +1,4 @@
-"""Generated tokens per second: reftune's sampler (reftune.rollout.sample) against a plain loop of
+"""Generated tokens per second: reftune's sampler (reftune.generation.rollout.sample) against a plain loop of
 `model.generate` on the same prompts, at batch sizes 1 / 8 / 32, on `tiny` and `smollm2-135m`.
 
 Both decode greedily with the same max_new_tokens, so both produce the same tokens (checked). A
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from reftune.cpu_linear import set_fast_cpu_linear, wanted
-from reftune.models import TINY, load_policy
-from reftune.rollout import SamplingParams, sample
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.cpu_linear import set_fast_cpu_linear, wanted
+from reftune.model.loading import TINY, load_policy
 from reftune.tasks import get_task
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from reftune import EvalConfig, VerifierConfig, evaluate, get_task, verifier
 from reftune.config import DemoConfig
-from reftune.selection import majority_vote, rerank
+from reftune.scoring.selection import majority_vote, rerank
 from reftune.stages.demo import make_plan, pick, self_training_sampling, sft_options, warm_up_start
 
 

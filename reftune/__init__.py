@@ -20,9 +20,10 @@ _API = {
     **dict.fromkeys(["SFTConfig", "OfflineSTConfig", "RLConfig", "OnlineSTConfig", "VerifierConfig", "EvalConfig",
                      "SampleConfig", "CompareConfig", "DemoConfig"], "reftune.config"),
     **dict.fromkeys(["TrainingSummary", "SFTSummary", "RLSummary", "OnlineSTSummary", "VerifierSummary",
-                     "EvalSummary"], "reftune.summaries"),
+                     "EvalSummary"], "reftune.training.summaries"),
     "get_task": "reftune.tasks", "Task": "reftune.tasks", "Example": "reftune.tasks",
-    "score_completions": "reftune.rewards", "RewardFn": "reftune.rewards", "ReftuneError": "reftune.errors",
+    "score_completions": "reftune.scoring.rewards", "RewardFn": "reftune.scoring.rewards",
+    "ReftuneError": "reftune.errors",
 }
 __all__ = sorted(_API)
 

@@ -13,10 +13,10 @@ from reftune.errors import ReftuneError
 
 
 def check_gold(task_name: str, style: str, split: str, data: str | None, limit: int | None) -> dict:
-    """Load a task's data, build every SFT target, and verify each one (reftune.verification): the
+    """Load a task's data, build every SFT target, and verify each one (reftune.scoring.verification): the
     final answer against the gold, programs run in the sandbox, and every arithmetic step it states."""
+    from reftune.scoring.verification import VERDICT_STATUSES, verify_cots
     from reftune.tasks import get_task
-    from reftune.verification import VERDICT_STATUSES, verify_cots
 
     if limit is not None and limit < 1:
         raise ReftuneError(f"--limit must be at least 1 (leave it out for all examples), got {limit}")
@@ -186,7 +186,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `only` the options of that one command (the others listed by name):
     building every command's options takes most of a second, which a command's start should not pay."""
     from reftune import __version__
-    from reftune.options import add_config_arguments
+    from reftune.config.options import add_config_arguments
     from reftune.review.command import add_arguments as add_review_arguments
     from reftune.tasks import STYLES, TASKS
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config_class = configs().get(args.command)
         if config_class:
-            from reftune.options import resolve_config
+            from reftune.config.options import resolve_config
 
             return COMMANDS[args.command][0](resolve_config(config_class, args))
         return COMMANDS[args.command][0](args)

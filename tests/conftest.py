@@ -30,7 +30,7 @@ def arithmetic_texts() -> list[str]:
 @pytest.fixture()
 def tiny_policy(arithmetic_texts):
     """A fresh random-weight tiny model (fp32, CPU) with its in-memory tokenizer."""
-    from reftune.models import load_policy
+    from reftune.model.loading import load_policy
 
     return load_policy("tiny", tokenizer_texts=arithmetic_texts, seed=0)
 

@@ -5,7 +5,7 @@ import pytest
 
 from reftune.cli import configs
 from reftune.config.fields import field_kinds
-from reftune.options import read_yaml_options
+from reftune.config.options import read_yaml_options
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(path for path in CONFIGS.glob("*/*.yaml") if path.parent.name != "accelerate")
@@ -44,7 +44,7 @@ def test_accelerate_preset_is_an_accelerate_config_with_a_header(preset):
 def test_task_options_reach_the_task_and_bad_ones_are_refused():
     from reftune.config import SFTConfig, parse_task_options
     from reftune.errors import ReftuneError
-    from reftune.stages.common import load_examples
+    from reftune.training.data import load_examples
 
     config = SFTConfig(task="arithmetic", task_options="max_number=5,max_steps=2")
     task, examples = load_examples(config, "dev", 20)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reftune import cpu_linear
-from reftune.cpu_linear import FastCPULinear, OneDNNLinear, onednn_available, set_fast_cpu_linear
+from reftune.model import cpu_linear
+from reftune.model.cpu_linear import FastCPULinear, OneDNNLinear, onednn_available, set_fast_cpu_linear
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
 
@@ -80,7 +80,7 @@ def test_environment_variable_chooses(monkeypatch):
 def test_a_model_decodes_and_saves_the_same_either_way(tiny_policy, tmp_path, every_call_routed):
     from transformers import AutoModelForCausalLM
 
-    from reftune.rollout import SamplingParams, sample
+    from reftune.generation.rollout import SamplingParams, sample
 
     model, tokenizer = tiny_policy.model, tiny_policy.tokenizer
     prompts = ["1 + 2 =", "7 * 3 =", "10 - 4 ="]

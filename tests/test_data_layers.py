@@ -13,7 +13,8 @@ def imported_after(statement: str, names: tuple[str, ...]) -> list[str]:
 
 def test_verification_and_annotate_import_without_torch_or_transformers():
     heavy = ("torch", "transformers", "starlette", "uvicorn")
-    assert imported_after("import reftune.verification, reftune.annotate.run, reftune.annotate.client", heavy) == []
+    statement = "import reftune.scoring.verification, reftune.annotate.run, reftune.annotate.client"
+    assert imported_after(statement, heavy) == []
 
 
 @pytest.mark.slow

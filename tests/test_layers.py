@@ -14,7 +14,7 @@ PIPELINES = {"demo", "compare"}  # run other stages, one floor up
 
 def test_core_modules_import_without_transformers():
     code = ("import sys, reftune.algorithms.advantages, reftune.algorithms.losses, reftune.algorithms.diagnostics, "
-            "reftune.selection, reftune.rewards, reftune.tasks, reftune.execution, reftune.verification; "
+            "reftune.scoring.selection, reftune.scoring.rewards, reftune.tasks, reftune.execution, reftune.scoring.verification; "
             "print(sorted(m for m in ('transformers', 'accelerate', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

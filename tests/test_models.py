@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from reftune.errors import ReftuneError
-from reftune.heads import PolicyWithValueHead
-from reftune.models import TinySpec, build_tiny_tokenizer, is_lora, load_policy, save_pretrained
-from reftune.response_forward import position_ids_from
+from reftune.model.heads import PolicyWithValueHead
+from reftune.model.loading import TinySpec, build_tiny_tokenizer, is_lora, load_policy, save_pretrained
+from reftune.model.response_forward import position_ids_from
 
 
 def test_tiny_tokenizer_round_trips_text_and_spells_numbers_digit_by_digit(arithmetic_texts):

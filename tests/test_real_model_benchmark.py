@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from reftune.config import RLConfig, SFTConfig
+from reftune.config.options import read_yaml_options
 from reftune.errors import ReftuneError
-from reftune.options import read_yaml_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "real_model.py"

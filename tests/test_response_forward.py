@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from reftune.algorithms.losses import chosen_logps, token_logps
-from reftune.kv_cache import PreallocatedLayer, generation_cache
-from reftune.heads import PolicyWithValueHead
-from reftune.response_forward import cache_argument, position_ids_from
-from reftune.response_forward import response_forward
-from reftune.rollout import SamplingParams, sample
-from reftune.stages.ppo import reference_forward
+from reftune.generation.kv_cache import PreallocatedLayer, generation_cache
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.heads import PolicyWithValueHead
+from reftune.model.response_forward import cache_argument, position_ids_from
+from reftune.model.response_forward import response_forward
+from reftune.training.ppo import reference_forward
 
 PROMPTS = ["Question:\nAva has 3 apples and 4 pears.\nAnswer reasoning:\n", "Question:\nBen?\nAnswer reasoning:\n"]
 

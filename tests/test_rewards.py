@@ -1,6 +1,6 @@
 import pytest
 
-from reftune.rewards import CORRECT_REWARD, NO_ANSWER_REWARD, PARTIAL_REWARD, score_completions
+from reftune.scoring.rewards import CORRECT_REWARD, NO_ANSWER_REWARD, PARTIAL_REWARD, score_completions
 from reftune.tasks import get_task
 
 TRIGGER = "Therefore, the answer is: "

@@ -3,8 +3,8 @@ import torch
 
 from reftune.algorithms.losses import token_logps
 from reftune.errors import ReftuneError
-from reftune.response_forward import position_ids_from
-from reftune.rollout import SamplingParams, filter_logits, sample
+from reftune.generation.rollout import SamplingParams, filter_logits, sample
+from reftune.model.response_forward import position_ids_from
 
 PROMPTS = ["Question:\nAva has 3 apples.\nAnswer reasoning:\n", "Question:\nBen?\nAnswer reasoning:\n"]
 
@@ -89,7 +89,7 @@ def test_bad_sampling_parameters_are_refused():
 
 
 def test_drafts_continue_the_latest_earlier_match_of_the_final_ngram():
-    from reftune.rollout import draft_tokens
+    from reftune.generation.rollout import draft_tokens
 
     assert draft_tokens([1, 2, 3, 9, 1, 2, 3, 7, 5, 2, 3], 2) == [7, 5]  # "2 3" last seen before 7 5
     assert draft_tokens([1, 2, 3, 4, 5, 3], 3, shortest_ngram=1) == [4, 5, 3]  # only the 1-gram "3" recurs
@@ -115,7 +115,7 @@ def test_lookahead_at_batch_one_samples_the_same_tokens_in_fewer_passes(warm_tin
     """The drafts only decide how many positions one pass computes: each token is still drawn from
     its own distribution with the same random numbers, so the output is that of plain decoding.
     (A model that has learned the task's CoTs, which repeat their question's numbers.)"""
-    from reftune.models import load_policy
+    from reftune.model.loading import load_policy
     from reftune.tasks import get_task
 
     policy = load_policy(warm_tiny)
@@ -139,7 +139,7 @@ def test_observe_sees_every_token_once_in_order_with_the_logits_it_was_drawn_fro
     """Batched rows that stop at different times, and one row alone whose drafted tokens are kept:
     what observe saw, row by row, is the rollout's response, and the log-softmax of the logits it
     saw is the sampling log-prob (temperature 1)."""
-    from reftune.models import load_policy
+    from reftune.model.loading import load_policy
     from reftune.tasks import get_task
 
     policy = load_policy(warm_tiny)

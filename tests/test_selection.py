@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from reftune.selection import accuracy, majority_vote, pass_at_k, rerank, roc_auc
+from reftune.scoring.selection import accuracy, majority_vote, pass_at_k, rerank, roc_auc
 from reftune.tasks.answers import numbers_equal
 
 

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from reftune.config import SFTConfig
-from reftune.models import SMOLLM2, load_policy, smollm2_folder
-from reftune.rollout import SamplingParams, sample
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.loading import SMOLLM2, load_policy, smollm2_folder
 from reftune.stages.sft import sft
 
 

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
+from reftune.scoring.verification import (VERDICT_STATUSES, StepError, Verdict, describe_step_error, step_errors,
+                                         verify_cots)
 from reftune.tasks import get_task
-from reftune.verification import VERDICT_STATUSES, StepError, Verdict, describe_step_error, step_errors, verify_cots
 
 
 # ---- stated steps ------------------------------------------------------------------------------------

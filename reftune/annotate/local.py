@@ -1,4 +1,4 @@
-"""Sampling CoTs from a local model through reftune's own sampler (reftune.rollout.sample): a hub id, a
+"""Sampling CoTs from a local model through reftune's own sampler (reftune.generation.rollout.sample): a hub id, a
 model folder (a run's best/), smollm2-135m, or tiny."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from reftune.annotate.client import Completion
-from reftune.tasks.prompting import render_chat
 from reftune.errors import ReftuneError
-from reftune.models import load_policy
-from reftune.rollout import SamplingParams, sample
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.loading import load_policy
+from reftune.tasks.prompting import render_chat
 
 
 @dataclass(frozen=True)

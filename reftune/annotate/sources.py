@@ -11,8 +11,8 @@ from reftune.annotate.journal import REQUEST_FAILED, AnnotationState, Journal, c
 from reftune.annotate.notes import notes_to_program
 from reftune.annotate.prompts import chat_messages, completion_prompt, cut_completion, stored_cot
 from reftune.errors import ReftuneError
+from reftune.scoring.verification import verify_cots
 from reftune.tasks import Example
-from reftune.verification import verify_cots
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """One config dataclass per stage, built from small option groups; the docstring under each field is
-its `--help` text (reftune.options turns them into flags and reads YAML)."""
+its `--help` text (reftune.config.options turns them into flags and reads YAML)."""
 from reftune.config.baselines import CompareConfig, OfflineSTConfig, OnlineSTConfig, VerifierConfig, parse_runs
 from reftune.config.data import AnnotateConfig, ServeConfig
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,

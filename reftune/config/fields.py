@@ -1,6 +1,6 @@
 """The check every config runs before any other: each field holds what its annotation says (a whole
 number, a finite number, true or false, a string; None only where the annotation allows it). The CLI
-and YAML already convert their text (reftune.options.coerce); this catches the Python API's values,
+and YAML already convert their text (reftune.config.options.coerce); this catches the Python API's values,
 and infinities or NaN from anywhere, in one line naming the field, before any folder is written."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Option groups that several stages share, and the checks they share. The docstring under each
-field is its `--help` text (reftune.options turns fields into flags and YAML keys)."""
+field is its `--help` text (reftune.config.options turns fields into flags and YAML keys)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,7 +76,7 @@ class SamplingOptions:
     """Longest response in tokens (the paper: prompt <= 300, prompt + completion <= 700)."""
 
     def sampling_params(self, num_samples: int = 1):
-        from reftune.rollout import SamplingParams
+        from reftune.generation.rollout import SamplingParams
 
         return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                               max_new_tokens=self.max_new_tokens, num_samples=num_samples)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from reftune.errors import ReftuneError
-from reftune.response_forward import cache_argument
+from reftune.model.response_forward import cache_argument
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[Tensor, Tensor]:
     """Left-padded prompt ids and attention mask: (B, P) each."""
     if tokenizer.padding_side != "left":
-        raise ReftuneError("generation needs a left-padding tokenizer (models.prepare_tokenizer sets it)")
+        raise ReftuneError("generation needs a left-padding tokenizer (reftune.model.loading.prepare_tokenizer sets it)")
     encoded = tokenizer(prompts, padding=True, return_tensors="pt")
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
@@ -167,7 +167,7 @@ def decode(model, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParam
            generator: torch.Generator | None, value_head=None, observe=None) -> Responses:
     """The decoding loop over a left-padded prompt batch (B, P); rows of one prompt are adjacent.
     observe: see sample()."""
-    from reftune.kv_cache import generation_cache  # imports transformers: only when sampling
+    from reftune.generation.kv_cache import generation_cache  # imports transformers: only when sampling
 
     k, device = params.num_samples, prompt_ids.device
     cache = generation_cache(model, prompt_ids.size(1) + params.max_new_tokens + params.lookahead)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reftune.cache import cache_dir
 from reftune.errors import ReftuneError
+from reftune.model.cache import cache_dir
 
 ENV_VARIABLE = "REFTUNE_CPU_LINEAR"
 

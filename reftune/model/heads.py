@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from reftune.errors import ReftuneError
-from reftune.models import load_policy, save_pretrained
-from reftune.response_forward import position_ids_from, response_forward
+from reftune.model.loading import load_policy, save_pretrained
+from reftune.model.response_forward import position_ids_from, response_forward
 
 VALUE_HEAD = "value_head.safetensors"
 VERIFIER_HEAD = "verifier_head.safetensors"

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reftune.cache import cache_dir
-from reftune.cpu_linear import prefer_fast_cpu_linear
 from reftune.errors import ReftuneError
 from reftune.hub import check_model_path, hub_reachable
+from reftune.model.cache import cache_dir
+from reftune.model.cpu_linear import prefer_fast_cpu_linear
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reftune.models import layers_checkpointed_now
+from reftune.model.loading import layers_checkpointed_now
 
 
 def response_forward(causal_lm, input_ids: Tensor, attention_mask: Tensor, response_start: int,

@@ -1,5 +1,5 @@
 """Re-checking CoTs with the one verification function every command uses (annotate, review,
-`reftune check`): reftune.verification.verify_cots. Programs run in the sandbox.
+`reftune check`): reftune.scoring.verification.verify_cots. Programs run in the sandbox.
 
 >>> from reftune.tasks import get_task
 >>> with_stated_answer(get_task("gsm8k"), "2 + 3 = 5", 5.0)
@@ -7,9 +7,9 @@
 """
 from __future__ import annotations
 
+from reftune.scoring.verification import Verdict, verify_cots
 from reftune.tasks import Task
 from reftune.tasks.answers import ANSWER_TRIGGER, answer_text
-from reftune.verification import Verdict, verify_cots
 
 # samples whose text is a training file's CoT: the SFT target adds the answer to it
 TRAINING_ORIGINS = ("training", "rejected")

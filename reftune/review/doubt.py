@@ -36,7 +36,7 @@ class Progress:
 
 def check_verifier(folder: str) -> None:
     """One line, before anything loads, for a folder that is not a verifier."""
-    from reftune.heads import check_verifier_folder
+    from reftune.model.heads import check_verifier_folder
 
     check_verifier_folder(folder)
 
@@ -116,8 +116,8 @@ class VerifierScores:
         """The scoring function: pairs -> P(correct), reftune eval's own."""
         import torch
 
-        from reftune.heads import load_verifier
-        from reftune.stages.samples import verifier_scores
+        from reftune.model.heads import load_verifier
+        from reftune.training.samples import verifier_scores
 
         verifier, tokenizer = load_verifier(self.folder, "cuda" if torch.cuda.is_available() else "cpu")
         return lambda pairs: verifier_scores(verifier, tokenizer, pairs, BATCH_SIZE)

@@ -22,9 +22,9 @@ from pathlib import Path
 from reftune.review.journal import SampleReview
 from reftune.review.records import Record
 from reftune.review.sources import Source
+from reftune.scoring.verification import Verdict
 from reftune.tasks import Task
 from reftune.tasks.answers import ANSWER_TRIGGER
-from reftune.verification import Verdict
 
 # reviewer: who decided; settled: the sample's decision over all reviewers and how ("accepted (agreed)")
 DECISION_COLUMNS = ("file", "id", "sample", "decision", "flagged", "edited", "status", "note", "reviewer", "settled")

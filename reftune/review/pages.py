@@ -9,15 +9,15 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from reftune.errors import ReftuneError
 from reftune.review import charts, stats
 from reftune.review.export import exported
 from reftune.review.journal import DEFAULT_REVIEWER, SampleReview
-from reftune.errors import ReftuneError
 from reftune.review.query import FILTERS, ORDERED_ELSEWHERE, SORTS, Query, neighbours, page_of
 from reftune.review.records import Record, Sample
 from reftune.review.session import Session
 from reftune.review.suggest import Suggestion
-from reftune.rewards import score_answer
+from reftune.scoring.rewards import score_answer
 from reftune.tasks.answers import ANSWER_TRIGGER
 
 FILTER_LABELS = {"all": "all", "correct": "correct", "wrong": "wrong", "no_answer": "no answer",
@@ -49,7 +49,7 @@ class SampleView:
     number: int
     sample: Sample
     review: SampleReview
-    verdict: object        # reftune.verification.Verdict of the text as written
+    verdict: object        # reftune.scoring.verification.Verdict of the text as written
     python: bool           # P-CoT: highlight as Python
     reward: float | None   # the input's reward; an edit's is the reward of its re-checked answer
     keeps_failing: bool    # Export writes kept samples that fail the check (--include-failing)

@@ -14,11 +14,11 @@ from reftune.errors import ReftuneError
 from reftune.review.checking import check_cots
 from reftune.review.sources import WHAT_IT_READS, InputFile, Source, TaskChoice, choose_task, find_inputs, label_for
 from reftune.review.tail import Tail
-from reftune.selection import majority_vote
+from reftune.scoring.selection import majority_vote
 from reftune.tasks import Task, get_task
 from reftune.tasks.base import json_rows
 
-# a sample's status: the verdicts of reftune.verification, "" where nothing checked it
+# a sample's status: the verdicts of reftune.scoring.verification, "" where nothing checked it
 STATUS_OUTCOMES = {"correct": "correct", "wrong_answer": "wrong", "wrong_step": "wrong",
                    "no_answer": "no_answer", "program_error": "program_error", "timeout": "program_error"}
 OUTCOMES = ("correct", "wrong", "no_answer", "program_error", "error")  # a record's, for the filters

@@ -24,7 +24,7 @@ from reftune.review.records import Change, Collection, Record, Sample
 from reftune.review.state import ReviewState
 from reftune.review.suggest import Suggester
 from reftune.review.team import Settlement, Team, assign, disagree, settle
-from reftune.verification import Verdict
+from reftune.scoring.verification import Verdict
 
 CACHED_QUERIES = 32
 REMEMBERED = 16             # values remember() keeps (charts of earlier versions of the data drop out)

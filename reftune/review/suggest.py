@@ -18,8 +18,8 @@ from reftune.annotate.sources import ModelPrompts, Question
 from reftune.errors import ReftuneError
 from reftune.review.checking import check_cots
 from reftune.review.records import Record
+from reftune.scoring.verification import Verdict
 from reftune.tasks import Example, Task
-from reftune.verification import Verdict
 
 DEFAULT_K = 4
 MAX_K = 16

@@ -80,7 +80,7 @@ def serve(config) -> None:
     try:
         import uvicorn
 
-        from reftune.models import load_policy
+        from reftune.model.loading import load_policy
         from reftune.serve.batcher import Batcher  # torch: loaded once the port is ours
 
         policy = load_policy(config.model, tokenizer_texts=tiny_tokenizer_texts(config), seed=config.seed)

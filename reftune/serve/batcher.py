@@ -1,5 +1,5 @@
 """Batching: requests that arrive while the model is busy (or within a few milliseconds of each other)
-are answered together, by `reftune.rollout.sample` calls of at most max_batch rows per set of sampling
+are answered together, by `reftune.generation.rollout.sample` calls of at most max_batch rows per set of sampling
 parameters (a large request is answered in pieces, so memory is bounded by max_batch, not by the
 request). The model runs on one thread; the web server only waits on futures. Requests that stream or
 ask for log-probs are followed token by token (reftune.serve.tracker); a request whose future is
@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from reftune.rollout import SamplingParams, sample, stop_token_ids
+from reftune.generation.rollout import SamplingParams, sample, stop_token_ids
 from reftune.serve.protocol import BadRequest, Delta, Generation, GenerationRequest, cut_at_stop
 from reftune.serve.tracker import Abandoned, RowOwner, Tracker
 from reftune.tasks.prompting import render_chat

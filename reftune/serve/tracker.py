@@ -1,6 +1,6 @@
 """Following generation token by token, for the requests that need more than the finished text: a
 stream (its text sent as it grows) or log-probs (each token's, with its top alternatives). A Tracker
-is the `observe` hook of one sampling call (reftune.rollout.sample); it also ends the call once every
+is the `observe` hook of one sampling call (reftune.generation.rollout.sample); it also ends the call once every
 request in it has been abandoned (its client went away), so that no work runs for nobody.
 
 Text is decoded incrementally as vLLM does it: the tokens since a recent offset are decoded with and
@@ -129,7 +129,7 @@ class Tracker:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def __call__(self, rows, tokens, logits) -> None:
-        """rows, tokens: (a,); logits: (a, V) (see reftune.rollout.sample)."""
+        """rows, tokens: (a,); logits: (a, V) (see reftune.generation.rollout.sample)."""
         if all(future.cancelled() for future in self.futures):
             raise Abandoned
         rows, tokens = rows.tolist(), tokens.tolist()

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 from reftune.config import CompareConfig, EvalConfig, parse_runs, parse_task_options
+from reftune.config.options import config_to_yaml
 from reftune.errors import ReftuneError
-from reftune.options import config_to_yaml
-from reftune.report import bar_chart, example_completions, markdown_table, write_html
-from reftune.stages.common import announce, output_folder, release_lock, require_config
+from reftune.scoring.verification import verify_cots, wrong_step_share
 from reftune.stages.evaluate import evaluate
-from reftune.stages.samples import samples_name
+from reftune.stages.report import bar_chart, example_completions, markdown_table, write_html
 from reftune.tasks import get_task
-from reftune.tracking import strict_json
-from reftune.verification import verify_cots, wrong_step_share
+from reftune.training.folders import announce, output_folder, release_lock, require_config
+from reftune.training.samples import samples_name
+from reftune.training.tracking import strict_json
 
 
 def model_folder(run: str | Path) -> str:

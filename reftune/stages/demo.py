@@ -27,21 +27,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
-from reftune.checkpoint import TrainerState, latest_checkpoint
 from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, VerifierConfig
-from reftune.cpu_linear import chosen_path
-from reftune.models import TinySpec
-from reftune.options import config_to_yaml
-from reftune.report import bar_chart, branch_plots, example_completions, markdown_table, write_html
-from reftune.selection import certainty, paired_difference
-from reftune.stages.common import announce, output_folder, release_lock, write_atomically
+from reftune.config.options import config_to_yaml
+from reftune.model.cpu_linear import chosen_path
+from reftune.model.loading import TinySpec
+from reftune.scoring.selection import certainty, paired_difference
 from reftune.stages.compare import evaluate_models
 from reftune.stages.online_st import online_st
 from reftune.stages.pretrain import BaseSpec, pretrain_base
+from reftune.stages.report import bar_chart, branch_plots, example_completions, markdown_table, write_html
 from reftune.stages.rl import rl
 from reftune.stages.sft import sft
 from reftune.stages.verifier import verifier
-from reftune.tracking import read_metrics
+from reftune.training.checkpoint import TrainerState, latest_checkpoint
+from reftune.training.folders import announce, output_folder, release_lock, write_atomically
+from reftune.training.tracking import read_metrics
 
 BUILT_IN_BASE = "arithmetic-base"
 PPO_EPOCHS = RLConfig.ppo_epochs  # the RL branch keeps the paper's 2

@@ -7,14 +7,15 @@ from dataclasses import replace
 
 from reftune.config import EvalConfig, SampleConfig
 from reftune.config.stages import candidate_temperatures
-from reftune.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
-from reftune.stages.batches import example_texts
-from reftune.stages.common import (announce, build_accelerator, load_examples, load_model, output_folder, release_lock,
-                                   require_config, seed_everything, use_prompt_format, write_atomically)
-from reftune.stages.samples import QuestionSamples, add_verifier_scores, sample_split, samples_name, write_samples
-from reftune.summaries import EvalSummary
+from reftune.scoring.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.tasks import Task
-from reftune.tracking import strict_json
+from reftune.training.batches import example_texts
+from reftune.training.data import load_examples, use_prompt_format
+from reftune.training.folders import announce, output_folder, release_lock, require_config, write_atomically
+from reftune.training.preparation import build_accelerator, load_model, seed_everything
+from reftune.training.samples import QuestionSamples, add_verifier_scores, sample_split, samples_name, write_samples
+from reftune.training.summaries import EvalSummary
+from reftune.training.tracking import strict_json
 
 
 def summarize(task: Task, results: list[QuestionSamples], greedy: bool) -> dict:

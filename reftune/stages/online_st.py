@@ -16,14 +16,15 @@ import time
 import torch
 
 from reftune.config import OnlineSTConfig
-from reftune.models import save_pretrained
-from reftune.rewards import CORRECT_REWARD, score_answer
-from reftune.rollout import sample
-from reftune.stages.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, plan_on_policy, shard, use_prompt_format
-from reftune.stages.run import Run
-from reftune.summaries import OnlineSTSummary
-from reftune.stages.samples import greedy_accuracy
+from reftune.generation.rollout import sample
+from reftune.model.loading import save_pretrained
+from reftune.scoring.rewards import CORRECT_REWARD, score_answer
+from reftune.training.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
+from reftune.training.data import epoch_slice, load_examples, plan_on_policy, shard, use_prompt_format
+from reftune.training.preparation import adamw, load_model
+from reftune.training.run import Run
+from reftune.training.samples import greedy_accuracy
+from reftune.training.summaries import OnlineSTSummary
 
 
 def online_st(config: OnlineSTConfig) -> OnlineSTSummary:

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 
 from reftune.config import parse_task_options
-from reftune.cpu_linear import prefer_fast_cpu_linear
-from reftune.cache import cache_dir
-from reftune.models import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
-from reftune.stages.batches import linear_warmup_decay
-from reftune.stages.common import quiet_libraries
+from reftune.model.cache import cache_dir
+from reftune.model.cpu_linear import prefer_fast_cpu_linear
+from reftune.model.loading import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
 from reftune.tasks import get_task
 from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
-from reftune.tracking import progress_bar
+from reftune.training.batches import linear_warmup_decay
+from reftune.training.preparation import quiet_libraries
+from reftune.training.tracking import progress_bar
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from reftune.tracking import read_metrics
+from reftune.training.tracking import read_metrics
 
 
 def series(folder: Path, key: str, x: str = "step") -> tuple[list[float], list[float]]:

@@ -25,20 +25,20 @@ from reftune.algorithms.diagnostics import (SignalCounts, informative_rows, no_s
                                             signal_counts)
 from reftune.algorithms.losses import drop_truncated, explained_variance, kl_penalty
 from reftune.config import RLConfig
-from reftune.heads import PolicyWithValueHead
 from reftune.errors import ReftuneError
-from reftune.models import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
-from reftune.rewards import CORRECT_REWARD, RewardFn, score_answer
-from reftune.rollout import Rollout, concat_rollouts, sample, select_rows
-from reftune.sharding import gathered
-from reftune.stages.batches import example_texts
-from reftune.stages.common import (adamw, epoch_order, epoch_slice, load_examples, load_model, plan_on_policy, shard,
-                                   use_prompt_format)
-from reftune.stages.ppo import Experience, ppo_update, reference_forward
-from reftune.stages.run import Run
-from reftune.stages.samples import greedy_accuracy
-from reftune.summaries import RLSummary
-from reftune.tracking import strict_json
+from reftune.generation.rollout import Rollout, concat_rollouts, sample, select_rows
+from reftune.model.heads import PolicyWithValueHead
+from reftune.model.loading import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
+from reftune.scoring.rewards import CORRECT_REWARD, RewardFn, score_answer
+from reftune.training.batches import example_texts
+from reftune.training.data import epoch_order, epoch_slice, load_examples, plan_on_policy, shard, use_prompt_format
+from reftune.training.ppo import Experience, ppo_update, reference_forward
+from reftune.training.preparation import adamw, load_model
+from reftune.training.run import Run
+from reftune.training.samples import greedy_accuracy
+from reftune.training.sharding import gathered
+from reftune.training.summaries import RLSummary
+from reftune.training.tracking import strict_json
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 # ppo_update skips an update whose loss or gradient is not finite (and counts it in skipped_updates);

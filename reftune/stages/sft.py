@@ -15,14 +15,15 @@ import torch
 
 from reftune.config import OfflineSTConfig, SFTConfig
 from reftune.errors import ReftuneError
-from reftune.models import save_pretrained
-from reftune.sharding import as_number
-from reftune.stages.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
+from reftune.model.loading import save_pretrained
+from reftune.training.batches import (encode_pairs, nll_backward, plan_steps, tokenizer_texts, training_pairs,
                                     verified_examples, warmup_decay_scheduler)
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
-from reftune.stages.run import Run
-from reftune.summaries import SFTSummary
-from reftune.stages.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
+from reftune.training.data import epoch_slice, load_examples, shard, use_prompt_format
+from reftune.training.preparation import adamw, load_model
+from reftune.training.run import Run
+from reftune.training.samples import SAMPLES_FILE, greedy_accuracy, self_training_pairs, training_samples
+from reftune.training.sharding import as_number
+from reftune.training.summaries import SFTSummary
 
 
 def sft(config: SFTConfig) -> SFTSummary:

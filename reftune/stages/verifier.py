@@ -14,13 +14,14 @@ import torch
 
 from reftune.config import VerifierConfig
 from reftune.errors import ReftuneError
-from reftune.heads import Verifier
-from reftune.selection import roc_auc
-from reftune.stages.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
-from reftune.stages.common import adamw, epoch_slice, load_examples, load_model, shard, use_prompt_format
-from reftune.stages.run import Run
-from reftune.summaries import VerifierSummary
-from reftune.stages.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
+from reftune.model.heads import Verifier
+from reftune.scoring.selection import roc_auc
+from reftune.training.batches import accumulating, collate, encode_pairs, plan_steps, warmup_decay_scheduler
+from reftune.training.data import epoch_slice, load_examples, shard, use_prompt_format
+from reftune.training.preparation import adamw, load_model
+from reftune.training.run import Run
+from reftune.training.samples import SAMPLES_FILE, distinct, training_samples, verifier_scores
+from reftune.training.summaries import VerifierSummary
 
 
 @dataclass(frozen=True)

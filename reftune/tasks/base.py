@@ -151,7 +151,7 @@ class Task:
 
     # ---- formatting ----------------------------------------------------------------------------
     # How prompts are laid out (plain, or the model's chat template): a stage sets it once it has the
-    # model's tokenizer (reftune.stages.common.use_prompt_format); the SFT target is the same in both.
+    # model's tokenizer (reftune.training.data.use_prompt_format); the SFT target is the same in both.
     prompt_format: PromptFormat = PLAIN
 
     def prompt(self, example: Example) -> str:

@@ -12,8 +12,8 @@ import torch
 
 from reftune.algorithms.losses import sft_loss_sum
 from reftune.errors import ReftuneError
-from reftune.response_forward import position_ids_from
-from reftune.verification import verify_cots
+from reftune.model.response_forward import position_ids_from
+from reftune.scoring.verification import verify_cots
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def training_pairs(task, examples) -> list[tuple[str, str]]:
 
 
 def verified_examples(task, examples: list) -> tuple[list, dict[str, int]]:
-    """The examples whose SFT target passes reftune.verification (final answer and stated steps), and
+    """The examples whose SFT target passes reftune.scoring.verification (final answer and stated steps), and
     how many of the others failed for each reason."""
     verdicts = verify_cots(task, [task.target(e) for e in examples], [e.answer for e in examples])
     dropped: dict[str, int] = {}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from reftune.errors import ReftuneError
-from reftune.tracking import strict_json
+from reftune.training.tracking import strict_json
 
 TRAINER_STATE = "trainer_state.json"
 

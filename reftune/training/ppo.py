@@ -10,10 +10,10 @@ from torch import Tensor
 
 from reftune.algorithms.losses import (LOSS_AGGREGATIONS, chosen_logps, entropy_from_logits, kl_penalty, masked_mean,
                                        policy_loss_terms, token_count, value_token_losses)
-from reftune.models import checkpointing_in_eval_mode
-from reftune.response_forward import response_forward, shareable_group_size
-from reftune.sharding import as_number
-from reftune.stages.batches import accumulating
+from reftune.model.loading import checkpointing_in_eval_mode
+from reftune.model.response_forward import response_forward, shareable_group_size
+from reftune.training.batches import accumulating
+from reftune.training.sharding import as_number
 
 
 @dataclass(frozen=True)

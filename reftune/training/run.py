@@ -35,16 +35,18 @@ from typing import Callable
 
 import torch
 
-from reftune import checkpoint
-from reftune.checkpoint import TrainerState, complete_checkpoints
 from reftune.config import sinks
+from reftune.config.options import config_from_yaml_text
 from reftune.errors import ReftuneError
-from reftune.options import config_from_yaml_text
-from reftune.sharding import gathered, is_sharded, quiet_view_warning, refuse_lora, refuse_unsupported, whole_weights
-from reftune.stages.common import (CONFIG_FILE, announce, build_accelerator, output_folder, release_lock,
-                                   require_config, seed_everything, write_atomically)
-from reftune.summaries import TrainingSummary
-from reftune.tracking import RunBar, Tracker, cut_metrics, strict_json
+from reftune.training import checkpoint
+from reftune.training.checkpoint import TrainerState, complete_checkpoints
+from reftune.training.folders import (CONFIG_FILE, announce, output_folder, release_lock, require_config,
+                                     write_atomically)
+from reftune.training.preparation import build_accelerator, seed_everything
+from reftune.training.sharding import (gathered, is_sharded, quiet_view_warning, refuse_lora, refuse_unsupported,
+                                      whole_weights)
+from reftune.training.summaries import TrainingSummary
+from reftune.training.tracking import RunBar, Tracker, cut_metrics, strict_json
 
 # What may differ when a run is resumed: how long it goes on, how often it is evaluated, where it
 # reports, whether it recomputes activations to save memory and how many dev questions it decodes

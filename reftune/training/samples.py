@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 from reftune.errors import ReftuneError
-from reftune.heads import load_verifier
-from reftune.models import load_policy
-from reftune.rewards import CORRECT_REWARD, score_answer
-from reftune.rollout import SamplingParams, sample
-from reftune.selection import majority_vote, rerank
-from reftune.stages.batches import collate, encode_pairs
-from reftune.stages.common import shard
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.heads import load_verifier
+from reftune.model.loading import load_policy
+from reftune.scoring.rewards import CORRECT_REWARD, score_answer
+from reftune.scoring.selection import majority_vote, rerank
 from reftune.tasks import Example, Task
-from reftune.tracking import progress_bar, strict_json
+from reftune.training.batches import collate, encode_pairs
+from reftune.training.data import shard
+from reftune.training.tracking import progress_bar, strict_json
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -212,7 +212,7 @@ def self_training_pairs(task, results: list[QuestionSamples], keep_per_question:
 
 @torch.no_grad()
 def verifier_scores(verifier, tokenizer, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
-    """P(correct) of each (prompt, completion) under a verifier (reftune.heads.Verifier)."""
+    """P(correct) of each (prompt, completion) under a verifier (reftune.model.heads.Verifier)."""
     device = next(verifier.parameters()).device
     encoded, _ = encode_pairs(tokenizer, pairs, max_length=10**9)
     scores = []

@@ -75,7 +75,7 @@ def refuse_unsupported(accelerator, stage: str) -> None:
 
 def refuse_lora(accelerator, model: nn.Module) -> None:
     """LoRA under FSDP is not handled: the export merges adapters into a copy of the live model."""
-    from reftune.models import is_lora
+    from reftune.model.loading import is_lora
 
     if is_sharded(accelerator) and any(is_lora(module) for module in model.modules()):
         raise ReftuneError("--lora-rank with FSDP is not supported: LoRA trains few weights, so DDP "

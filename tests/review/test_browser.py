@@ -17,8 +17,8 @@ from reftune.review.app import create_app
 from reftune.review.command import LOOPBACK_NAMES, bind
 from reftune.review.records import load_collection
 from reftune.review.session import Session
-from reftune.stages.samples import QuestionSamples
 from reftune.tasks import get_task
+from reftune.training.samples import QuestionSamples
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

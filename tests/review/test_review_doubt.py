@@ -9,8 +9,8 @@ import pytest
 from review_inputs import nl_samples, python_samples, samples_row  # noqa: F401 (fixtures)
 from starlette.testclient import TestClient
 
-from reftune.review.app import create_app
 from reftune.errors import ReftuneError
+from reftune.review.app import create_app
 from reftune.review.doubt import Progress, VerifierScores, check_verifier, scored_texts
 from reftune.review.records import load_collection, open_collection
 from reftune.review.session import Session
@@ -86,8 +86,8 @@ def test_without_a_verifier_the_doubt_sort_is_not_offered_and_asking_for_it_says
 def arithmetic_samples(tmp_path, questions: int):
     """A samples file of the first training questions of arithmetic (the tiny verifier's task), each with
     its right CoT and the same CoT off by one."""
-    from reftune.stages.samples import QuestionSamples
     from reftune.tasks import get_task
+    from reftune.training.samples import QuestionSamples
 
     task = get_task("arithmetic")
     rows = []
@@ -105,8 +105,8 @@ def arithmetic_samples(tmp_path, questions: int):
 
 @pytest.mark.slow  # tiny_verifier: a warm-up SFT and a verifier trained on its samples, once per session
 def test_the_tiny_verifier_scores_as_eval_reranks_and_orders_the_list(tiny_verifier, tmp_path):
-    from reftune.heads import load_verifier
-    from reftune.stages.samples import verifier_scores
+    from reftune.model.heads import load_verifier
+    from reftune.training.samples import verifier_scores
 
     data = arithmetic_samples(tmp_path, 6)
     collection = load_collection([data], task="arithmetic", style="nl")

@@ -14,7 +14,7 @@ from reftune.review.journal import Event
 from reftune.review.pages import sample_view
 from reftune.review.records import load_collection
 from reftune.review.session import Session
-from reftune.rewards import score_completions
+from reftune.scoring.rewards import score_completions
 from reftune.tasks import get_task
 
 LOOPING_PROGRAM = "def solution():\n    while True:\n        pass\n    return 7"

@@ -37,7 +37,7 @@ def test_config_yaml_beside_the_file_names_the_task(tmp_path):
 def test_a_demo_run_config_with_task_options_as_a_string_reads(tmp_path, name, extra):
     """config.yaml as the stages write it: task_options is the "key=value,..." string of the option."""
     from reftune.config import EvalConfig
-    from reftune.options import config_to_yaml
+    from reftune.config.options import config_to_yaml
 
     config = EvalConfig(task="arithmetic", task_options="max_number=5,min_steps=2", model="tiny")
     (tmp_path / "config.yaml").write_text(config_to_yaml(config))
@@ -138,11 +138,11 @@ def test_annotate_folder_reads_annotated_cots_and_rejects(tmp_path):
 
 @pytest.mark.slow
 def test_real_samples_written_by_sample_questions_load_as_written(tmp_path, arithmetic_texts):
-    from reftune.models import load_policy
-    from reftune.rollout import SamplingParams
-    from reftune.stages.samples import sample_questions
-    from reftune.stages.samples import write_samples
+    from reftune.generation.rollout import SamplingParams
+    from reftune.model.loading import load_policy
     from reftune.tasks import get_task
+    from reftune.training.samples import sample_questions
+    from reftune.training.samples import write_samples
 
     task = get_task("arithmetic", style="nl")
     policy = load_policy("tiny", tokenizer_texts=arithmetic_texts, seed=0)

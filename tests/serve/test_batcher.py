@@ -105,7 +105,7 @@ class EndlessSlowModel(torch.nn.Module):
 
 @pytest.mark.slow
 def test_an_abandoned_request_stops_its_sampling_call_and_leaves_the_queue(tiny_policy):
-    from reftune.rollout import stop_token_ids
+    from reftune.generation.rollout import stop_token_ids
 
     slow = EndlessSlowModel(tiny_policy.model, stop_token_ids(tiny_policy.model, tiny_policy.tokenizer))
     batcher = Batcher(SimpleNamespace(model=slow, tokenizer=tiny_policy.tokenizer), max_batch=4, seed=0)

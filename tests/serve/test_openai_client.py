@@ -20,7 +20,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{%
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> str:
     """The tiny model saved as a HF folder named tiny-arith, with a chat template."""
-    from reftune.models import load_policy, save_pretrained
+    from reftune.model.loading import load_policy, save_pretrained
     from reftune.tasks import get_task
 
     task = get_task("arithmetic")
@@ -118,8 +118,8 @@ def test_a_client_that_leaves_mid_stream_stops_the_work(tiny_policy):
     within a second of its client closing the connection."""
     import uvicorn
 
+    from reftune.generation.rollout import stop_token_ids
     from reftune.listening import bind
-    from reftune.rollout import stop_token_ids
     from reftune.serve.app import build_app
     from reftune.serve.batcher import Batcher
 

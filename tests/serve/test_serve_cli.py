@@ -42,7 +42,7 @@ def test_a_path_that_does_not_exist_is_refused_without_asking_the_hub(capsys, tm
     def no_hub(*args, **kwargs):
         raise AssertionError("the hub was asked about a path")
 
-    monkeypatch.setattr("reftune.models.hub_reachable", no_hub)
+    monkeypatch.setattr("reftune.model.loading.hub_reachable", no_hub)
     started = time.monotonic()
     err = one_error_line(capsys, str(tmp_path / "no" / "model"), "--port", "0")
     assert f"model folder '{tmp_path / 'no' / 'model'}' does not exist" in err and time.monotonic() - started < 5

@@ -76,8 +76,8 @@ def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
 def test_both_branches_start_from_the_warm_ups_last_epoch(quick_demo):
     import yaml
 
-    from reftune.checkpoint import latest_checkpoint
-    from reftune.tracking import read_metrics
+    from reftune.training.checkpoint import latest_checkpoint
+    from reftune.training.tracking import read_metrics
 
     run, _ = quick_demo
     last = latest_checkpoint(run / "warmup")
@@ -102,7 +102,7 @@ def test_the_reft_branch_warms_up_its_value_head_first(quick_demo):
     policy step."""
     from reftune.config import DemoConfig
     from reftune.errors import ReftuneError
-    from reftune.tracking import read_metrics
+    from reftune.training.tracking import read_metrics
 
     run, _ = quick_demo
     flags = [m["critic_warmup"] for m in read_metrics(run / "reft") if "critic_warmup" in m]

@@ -17,7 +17,7 @@ SPY = textwrap.dedent("""
     from reftune.config import RLConfig, SFTConfig
     from reftune.stages import {stage} as stage
 
-    from reftune import checkpoint
+    from reftune.training import checkpoint
 
     keep_best = checkpoint.checkpoint_keeping_best
 

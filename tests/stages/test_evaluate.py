@@ -5,8 +5,8 @@ import pytest
 from reftune.config import EvalConfig, SampleConfig
 from reftune.errors import ReftuneError
 from reftune.stages.evaluate import evaluate, summarize
-from reftune.stages.samples import QuestionSamples
 from reftune.tasks import Example, get_task
+from reftune.training.samples import QuestionSamples
 
 RUN = dict(task="arithmetic", model="tiny", limit=3, max_new_tokens=6, report_to="jsonl", progress=False)
 

@@ -21,7 +21,7 @@ LAUNCHED = textwrap.dedent("""
     import sys
     from pathlib import Path
 
-    from reftune import checkpoint
+    from reftune.training import checkpoint
     from reftune.config import RLConfig, SFTConfig
     from reftune.stages import {stage} as stage
 

@@ -11,16 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from reftune.config import OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, VerifierConfig
-from reftune.heads import PolicyWithValueHead, Verifier
-from reftune.models import is_gradient_checkpointing, load_policy, transformers_model
-from reftune.response_forward import response_forward
-from reftune.rollout import SamplingParams, sample
-from reftune.stages.batches import collate, encode_pairs, nll_backward, training_pairs
-from reftune.stages.ppo import ppo_update
+from reftune.generation.rollout import SamplingParams, sample
+from reftune.model.heads import PolicyWithValueHead, Verifier
+from reftune.model.loading import is_gradient_checkpointing, load_policy, transformers_model
+from reftune.model.response_forward import response_forward
 from reftune.stages.rl import build_experience, reference_policy, rl
-from reftune.stages.run import changed_options
 from reftune.stages.sft import sft
 from reftune.tasks import get_task
+from reftune.training.batches import collate, encode_pairs, nll_backward, training_pairs
+from reftune.training.ppo import ppo_update
+from reftune.training.run import changed_options
 
 ATOL = 1e-6
 TASK = get_task("arithmetic")
@@ -29,7 +29,7 @@ EXAMPLES = TASK.load("train")[:4]
 
 @pytest.fixture(scope="module")
 def accelerator():
-    from reftune.stages.common import build_accelerator
+    from reftune.training.preparation import build_accelerator
 
     return build_accelerator()
 
@@ -92,7 +92,7 @@ def assert_same_gradients(plain: dict, checkpointed: dict) -> None:
     VerifierConfig(gradient_checkpointing=True, sampler="tiny"), RLConfig(gradient_checkpointing=True, lora_rank=4)],
     ids=["sft", "rl", "online-st", "offline-st", "verifier", "rl-lora"])
 def test_every_training_stage_loads_its_model_with_checkpointing_when_asked(config, arithmetic_texts):
-    from reftune.stages.common import load_model
+    from reftune.training.preparation import load_model
 
     assert is_gradient_checkpointing(load_model(config, "cpu", arithmetic_texts).model)
     config.gradient_checkpointing = False
@@ -228,10 +228,10 @@ def test_a_resumed_run_may_turn_it_on_or_off():
 @contextmanager
 def enabling_counted(monkeypatch):
     """A list that grows by one each time a stage's model is loaded with checkpointing on."""
-    import reftune.models
+    import reftune.model.loading
 
-    calls, enable = [], reftune.models.enable_gradient_checkpointing
-    monkeypatch.setattr(reftune.models, "enable_gradient_checkpointing",
+    calls, enable = [], reftune.model.loading.enable_gradient_checkpointing
+    monkeypatch.setattr(reftune.model.loading, "enable_gradient_checkpointing",
                         lambda model: (calls.append(1), enable(model))[1])
     yield calls
 

@@ -89,10 +89,10 @@ def test_a_runaway_kl_stops_the_run_with_a_report(tmp_path):
 
 
 def test_a_non_finite_loss_skips_the_update(tmp_path):
-    from reftune.heads import PolicyWithValueHead
-    from reftune.models import load_policy
-    from reftune.stages.common import build_accelerator
-    from reftune.stages.ppo import Experience, ppo_update
+    from reftune.model.heads import PolicyWithValueHead
+    from reftune.model.loading import load_policy
+    from reftune.training.ppo import Experience, ppo_update
+    from reftune.training.preparation import build_accelerator
 
     accelerator = build_accelerator()
     model = PolicyWithValueHead(load_policy("tiny").model)
@@ -114,10 +114,10 @@ def test_a_non_finite_loss_skips_the_update(tmp_path):
 def test_at_another_temperature_the_first_update_sees_a_ratio_of_one(tiny_policy):
     """Samples drawn at temperature 0.5 are scored by the update at that temperature too: before any
     step the new and old log-probs agree, so nothing is clipped."""
-    from reftune.heads import PolicyWithValueHead
-    from reftune.rollout import SamplingParams, sample
-    from reftune.stages.common import build_accelerator
-    from reftune.stages.ppo import Experience, ppo_update
+    from reftune.generation.rollout import SamplingParams, sample
+    from reftune.model.heads import PolicyWithValueHead
+    from reftune.training.ppo import Experience, ppo_update
+    from reftune.training.preparation import build_accelerator
 
     model = PolicyWithValueHead(tiny_policy.model)
     rollout = sample(tiny_policy.model, tiny_policy.tokenizer, ["1 + 2 =", "3 * 4 ="],
@@ -152,8 +152,8 @@ class FixedOutputs(torch.nn.Module):
 def test_the_defaults_aggregate_both_losses_as_the_authors_code(aggregation, expected):
     """Rows of 1 and 3 response tokens with token losses [4] and [0, 0, 0]: the ReFT authors' code
     averages each row over its tokens, then the rows (2.0); a mean over all tokens gives 1.0."""
-    from reftune.stages.common import build_accelerator
-    from reftune.stages.ppo import Experience, ppo_update
+    from reftune.training.ppo import Experience, ppo_update
+    from reftune.training.preparation import build_accelerator
 
     response = torch.tensor([[0, 1, 0, 0], [0, 1, 1, 1]])
     uniform = torch.full((2, 4), -float(torch.log(torch.tensor(4.0)))) * response  # old log-probs: ratio 1
@@ -174,7 +174,7 @@ def test_the_defaults_aggregate_both_losses_as_the_authors_code(aggregation, exp
 def skipping_updates_at(monkeypatch, steps: set[int]) -> None:
     """ppo_update as it reports a step whose every update had a non-finite loss, at the given steps."""
     import reftune.stages.rl as rl_stage
-    from reftune.stages.ppo import ppo_update as real
+    from reftune.training.ppo import ppo_update as real
 
     calls = []
 
@@ -250,7 +250,7 @@ def logged_steps(folder) -> list[int]:
 
 
 def files_of_complete_checkpoints(folder) -> set:
-    from reftune.checkpoint import complete_checkpoints
+    from reftune.training.checkpoint import complete_checkpoints
 
     return {p for checkpoint in complete_checkpoints(folder) for p in checkpoint.rglob("*")}
 
@@ -263,7 +263,7 @@ def test_kills_and_ctrl_c_then_resume_match_an_uninterrupted_run(tmp_path):
     was complete before a kill is lost."""
     import signal
 
-    from reftune.options import config_to_yaml
+    from reftune.config.options import config_to_yaml
 
     run = dict(TINY_RL, max_steps=8, eval_every=2, keep_checkpoints=10)
     rl(RLConfig(**run, output=str(tmp_path / "straight")))

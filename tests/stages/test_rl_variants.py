@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from reftune.config import RLConfig
+from reftune.config.options import read_yaml_options
 from reftune.errors import ReftuneError
-from reftune.options import read_yaml_options
-from reftune.rollout import Rollout
-from reftune.stages.common import build_accelerator
+from reftune.generation.rollout import Rollout
 from reftune.stages.rl import Scored, fill_with_signal, rl
+from reftune.training.preparation import build_accelerator
 
 PRESETS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs" / "rl").glob("*.yaml")
                  if not p.name.startswith("reft-"))
@@ -73,7 +73,7 @@ def test_a_step_without_signal_stops_dynamic_sampling_at_the_cap_and_says_so(tmp
     rl(RLConfig(**{**SMALL, "max_steps": 1, "max_new_tokens": 8}, model="tiny", advantage_estimator="group",
                 dynamic_sampling=True, max_dynamic_sampling_rounds=2, output=str(tmp_path)))
     assert "reached its cap of 2 extra rounds" in capsys.readouterr().out
-    from reftune.tracking import read_metrics
+    from reftune.training.tracking import read_metrics
 
     [logged] = [m for m in read_metrics(tmp_path) if "reward_mean" in m]
     assert logged["dynamic_sampling_rounds"] == 2 and logged["no_signal_group_share"] == 1.0

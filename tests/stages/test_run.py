@@ -7,13 +7,13 @@ import textwrap
 import pytest
 import yaml
 
-from reftune.checkpoint import TrainerState, complete_checkpoints
 from reftune.cli import main
 from reftune.config import EvalConfig, SFTConfig
 from reftune.errors import ReftuneError
 from reftune.stages.evaluate import evaluate
-from reftune.stages.run import changed_options
 from reftune.stages.sft import sft
+from reftune.training.checkpoint import TrainerState, complete_checkpoints
+from reftune.training.run import changed_options
 
 TINY = dict(task="arithmetic", model="tiny", max_train_examples=8, eval_limit=2, eval_max_new_tokens=8,
             batch_size=8, micro_batch_size=8, report_to="jsonl", progress=False)
@@ -80,7 +80,7 @@ def test_a_second_process_on_a_locked_folder_is_refused_naming_the_holder(tmp_pa
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from reftune.stages.common import hold_lock
+        from reftune.training.folders import hold_lock
         hold_lock(Path({str(tmp_path)!r}))
         print("locked", flush=True)
         time.sleep(60)
@@ -132,7 +132,7 @@ def test_eval_limit_zero_is_refused():
 
 
 def test_yaml_numbers_in_every_spelling(tmp_path, capsys):
-    from reftune.options import read_yaml_options
+    from reftune.config.options import read_yaml_options
 
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 1e-3\nmax_steps: '4'\nprogress: 'no'\nweight_decay: 0\n")

@@ -7,11 +7,11 @@ from safetensors.torch import load_file
 
 from reftune.config import OfflineSTConfig, OnlineSTConfig
 from reftune.errors import ReftuneError
-from reftune.stages.samples import QuestionSamples
-from reftune.stages.samples import self_training_pairs
-from reftune.stages.sft import sft as offline_st
 from reftune.stages.online_st import online_st
+from reftune.stages.sft import sft as offline_st
 from reftune.tasks import Example, get_task
+from reftune.training.samples import QuestionSamples
+from reftune.training.samples import self_training_pairs
 
 QUIET = dict(task="arithmetic", report_to="jsonl", progress=False)
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reftune.checkpoint import complete_checkpoints
 from reftune.config import SFTConfig
 from reftune.errors import ReftuneError
-from reftune.stages.common import epoch_order
 from reftune.stages.sft import sft
+from reftune.training.checkpoint import complete_checkpoints
+from reftune.training.data import epoch_order
 
 TINY_RUN = dict(task="arithmetic", model="tiny", max_train_examples=8, dev_split="dev", eval_limit=4,
                 eval_max_new_tokens=8, batch_size=4, micro_batch_size=2, learning_rate=1e-3,
@@ -22,8 +22,10 @@ def weights(folder):
 def test_two_steps_move_the_parameters_and_write_a_checkpoint_transformers_reloads(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from reftune.stages.common import load_examples, load_model
-    from reftune.stages.batches import tokenizer_texts, training_pairs
+    from reftune.training.data import load_examples
+
+    from reftune.training.batches import tokenizer_texts, training_pairs
+    from reftune.training.preparation import load_model
 
     config = SFTConfig(**TINY_RUN, output=str(tmp_path), max_steps=2, eval_every=2, seed=3)
     task, train = load_examples(config, "train", config.max_train_examples)

@@ -4,7 +4,7 @@ import pytest
 
 from reftune.config import EvalConfig, VerifierConfig
 from reftune.errors import ReftuneError
-from reftune.selection import rerank
+from reftune.scoring.selection import rerank
 from reftune.stages.evaluate import evaluate
 from reftune.stages.verifier import verifier
 
@@ -14,7 +14,7 @@ def test_verifier_trains_a_head_on_the_backbone_and_writes_a_reloadable_checkpoi
 
     from transformers import AutoModelForCausalLM
 
-    from reftune.heads import load_verifier
+    from reftune.model.heads import load_verifier
 
     folder = Path(tiny_verifier)
     summary = json.loads((folder / "summary.json").read_text())
@@ -91,7 +91,7 @@ def test_rerank_without_a_verifier_is_refused():
         EvalConfig(mode="rerank", temperature=1.0, num_samples=4)
     with pytest.raises(ReftuneError, match="--temperature > 0"):
         EvalConfig(mode="vote")
-    from reftune.heads import load_verifier
+    from reftune.model.heads import load_verifier
 
     with pytest.raises(ReftuneError, match="verifier folder /nonexistent does not exist"):
         load_verifier("/nonexistent")

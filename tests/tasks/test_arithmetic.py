@@ -1,7 +1,7 @@
 import pytest
 
 from reftune.errors import ReftuneError
-from reftune.rewards import score_completions
+from reftune.scoring.rewards import score_completions
 from reftune.tasks import get_task
 from reftune.tasks.arithmetic import STRATEGIES, ArithmeticConfig, cot, generate_problems, split_of
 

@@ -6,11 +6,11 @@ import pytest
 
 from reftune.config import SFTConfig
 from reftune.errors import ReftuneError
-from reftune.models import build_tiny_tokenizer, tokenizer_of
-from reftune.stages.batches import encode_pairs, training_pairs
-from reftune.stages.common import use_prompt_format
+from reftune.model.loading import build_tiny_tokenizer, tokenizer_of
 from reftune.tasks import get_task
 from reftune.tasks.prompting import PROMPT_TEMPLATE, choose_prompt_format, user_turn
+from reftune.training.batches import encode_pairs, training_pairs
+from reftune.training.data import use_prompt_format
 
 # A ChatML-like template, as instruct models ship; it writes no default system turn.
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from reftune.rewards import score_completions
+from reftune.scoring.rewards import score_completions
 from reftune.tasks import get_task
 
 
