@@ -205,7 +205,7 @@ class TestOperatingSystemLayer:
 
 NOBODY_SCRIPT = f"""
 import json, sys
-sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[1])!r})
+sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[2])!r})
 from reftune.execution import ProgramRunner
 programs = [
     "def solution():\\n    return 6 * 7",

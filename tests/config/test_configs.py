@@ -7,7 +7,7 @@ from reftune.cli import configs
 from reftune.config.fields import field_kinds
 from reftune.config.options import read_yaml_options
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PRESETS = sorted(path for path in CONFIGS.glob("*/*.yaml") if path.parent.name != "accelerate")
 ACCELERATE_PRESETS = sorted((CONFIGS / "accelerate").glob("*.yaml"))
 
