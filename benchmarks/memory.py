@@ -51,6 +51,7 @@ def rl_step(args, checkpointing: bool) -> dict:
 
     from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
     from reftune.config import RLConfig
+    from reftune.generation.rollout import SamplingParams
     from reftune.model.heads import PolicyWithValueHead
     from reftune.stages.rl import build_experience, parameter_groups, reference_logps, reference_policy, sample_and_score
     from reftune.training.data import load_examples
@@ -72,7 +73,7 @@ def rl_step(args, checkpointing: bool) -> dict:
 
     seed_everything(0)
     started, times = time.perf_counter(), {}
-    params = config.sampling_params(1)
+    params = SamplingParams.of(config, 1)
     scored = sample_and_score(task, model, policy.tokenizer, questions, params, times)
     ref_logps = reference_logps(policy.model, reference, scored.rollout, config.micro_batch_size, 1, config.temperature)
     experience, _ = build_experience(config, scored.rollout, scored.scores, ref_logps, True, lambda total: total, 1)

@@ -64,10 +64,11 @@ class ModelOptions:
 
 @dataclass(kw_only=True)
 class SamplingOptions:
-    """How completions are drawn: evaluation, sampling, and the on-policy stages."""
+    """How completions are drawn: evaluation, sampling, the on-policy stages, and the sampler itself
+    (reftune.generation.rollout.SamplingParams is these options with the samples per prompt)."""
 
-    temperature: float = 0.0
-    """0 is greedy (top-1 accuracy); the paper samples at 1.0 for voting."""
+    temperature: float = 1.0
+    """Sampling temperature: 0 is greedy; the paper samples at 1.0 for RL, voting and self-training."""
     top_k: int = 0
     """Keep the k most likely tokens; 0 keeps all (the paper)."""
     top_p: float = 1.0
@@ -75,11 +76,11 @@ class SamplingOptions:
     max_new_tokens: int = 300
     """Longest response in tokens (the paper: prompt <= 300, prompt + completion <= 700)."""
 
-    def sampling_params(self, num_samples: int = 1):
-        from reftune.generation.rollout import SamplingParams
-
-        return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                              max_new_tokens=self.max_new_tokens, num_samples=num_samples)
+    def check_sampling(self) -> None:
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ReftuneError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got "
+                               f"{self.temperature}, {self.top_k}, {self.top_p}")
+        require_at_least_one(self, "max_new_tokens")
 
 
 @dataclass(kw_only=True)
@@ -155,8 +156,6 @@ class OnPolicyOptions(TrainingOptions, SamplingOptions):
     """Questions per step over all processes (the paper: 4 per GPU x 8 GPUs)."""
     learning_rate: float = 3e-7
     """AdamW lr, constant (the paper: 3e-7 for 7B models, 3e-6 for Galactica-125M)."""
-    temperature: float = 1.0
-    """Sampling temperature (the paper: 1.0)."""
     max_new_tokens: int = 400
     """Longest sampled response (the paper: prompt <= 300 and prompt + completion <= 700)."""
     epochs: int = 300
@@ -166,7 +165,8 @@ class OnPolicyOptions(TrainingOptions, SamplingOptions):
 
     def check_on_policy(self) -> None:
         self.check_training()
-        require_at_least_one(self, "questions_per_step", "eval_every", "num_samples_per_question", "max_new_tokens")
+        require_at_least_one(self, "questions_per_step", "eval_every", "num_samples_per_question")
+        self.check_sampling()
         if self.temperature <= 0:
             raise ReftuneError(f"temperature must be > 0 to sample from the policy, got {self.temperature}")
 

@@ -41,6 +41,8 @@ class SFTConfig(TrainingOptions, TaskOptions, ModelOptions, RunOptions):
 class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
     """Accuracy of a model on a split: greedy top-1, or vote@K and pass@k over K samples."""
 
+    temperature: float = 0.0
+    """0 is greedy (top-1 accuracy); the paper samples at 1.0 for voting."""
     num_samples: int = 1
     """Samples per question (K of vote@K and pass@k)."""
     batch_size: int = 16
@@ -64,7 +66,8 @@ class EvalConfig(TaskOptions, ModelOptions, RunOptions, SamplingOptions):
 
     def __post_init__(self):
         check_common(self)
-        require_at_least_one(self, "num_samples", "batch_size", "max_new_tokens")
+        require_at_least_one(self, "num_samples", "batch_size")
+        self.check_sampling()
         if self.temperatures is not None:
             self.temperature = check_temperatures(self)
         if self.mode not in ("auto", "top1", "vote", "rerank"):

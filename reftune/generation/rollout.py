@@ -11,25 +11,23 @@ and it keeps the sampling log-probs, so the RL stage need not recompute them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
+from reftune.config import SamplingOptions
 from reftune.errors import ReftuneError
 from reftune.model.response_forward import cache_argument
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 1.0
-    """0 means greedy; the paper samples at 1.0 for RL, voting and self-training."""
-    top_k: int = 0
-    """Keep the k most likely tokens; 0 keeps all (the paper)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass; 1.0 keeps all (the paper)."""
-    max_new_tokens: int = 300
-    """Longest response; the paper allows prompt + completion <= 700 tokens."""
+# Not frozen, as the options it extends are not (a config fills some in as it is checked); a sampling
+# call reads its parameters and never changes them: dataclasses.replace makes other ones.
+@dataclass(kw_only=True)
+class SamplingParams(SamplingOptions):
+    """What one sampling call reads: the sampling options (temperature, top_k, top_p, max_new_tokens),
+    the samples per prompt, and the lookahead of a row decoding alone."""
+
     num_samples: int = 1
     """Samples per prompt (rows of one prompt are adjacent in the Rollout)."""
     lookahead: int = 4
@@ -38,11 +36,15 @@ class SamplingParams:
     Why 4: docs/performance.md."""
 
     def __post_init__(self):
-        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ReftuneError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got "
-                               f"{self.temperature}, {self.top_k}, {self.top_p}")
-        if self.max_new_tokens < 1 or self.num_samples < 1 or self.lookahead < 0:
-            raise ReftuneError("max_new_tokens and num_samples must be >= 1, lookahead >= 0")
+        self.check_sampling()
+        if self.num_samples < 1 or self.lookahead < 0:
+            raise ReftuneError(f"num_samples must be >= 1 and lookahead >= 0, got {self.num_samples}, {self.lookahead}")
+
+    @classmethod
+    def of(cls, options: SamplingOptions, num_samples: int = 1) -> SamplingParams:
+        """The sampling options of a command's config, with `num_samples` samples per prompt."""
+        return cls(**{field.name: getattr(options, field.name) for field in fields(SamplingOptions)},
+                   num_samples=num_samples)
 
     @property
     def greedy(self) -> bool:

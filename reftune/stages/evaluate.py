@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from reftune.config import EvalConfig, SampleConfig
 from reftune.config.stages import candidate_temperatures
+from reftune.generation.rollout import SamplingParams
 from reftune.scoring.selection import accuracy, majority_vote, pass_at_k, pass_at_k_levels, rerank
 from reftune.tasks import Task
 from reftune.training.batches import example_texts
@@ -50,7 +51,7 @@ def votes_by_temperature(accelerator, task: Task, policy, config: EvalConfig, ma
     _, dev = load_examples(config, config.dev_split, config.dev_limit)
     votes = {}
     for temperature in candidate_temperatures(config.temperatures):
-        params = replace(config.sampling_params(config.num_samples), temperature=temperature)
+        params = replace(SamplingParams.of(config, config.num_samples), temperature=temperature)
         results = sample_split(accelerator, task, policy.model, policy.tokenizer, dev, params, config.batch_size,
                                config.seed, config.progress and main)
         votes[str(temperature)] = summarize(task, results, greedy=False)["vote_accuracy"]
@@ -77,7 +78,7 @@ def evaluate(config: EvalConfig) -> EvalSummary:
 
     # 2. sample each process's share of the questions (at the temperature dev chose, when asked to
     #    choose); score with the verifier when reranking
-    params = config.sampling_params(config.num_samples)
+    params = SamplingParams.of(config, config.num_samples)
     started, dev_votes = time.perf_counter(), {}
     if config.temperatures:
         dev_votes = votes_by_temperature(accelerator, task, policy, config, main)

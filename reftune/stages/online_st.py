@@ -16,7 +16,7 @@ import time
 import torch
 
 from reftune.config import OnlineSTConfig
-from reftune.generation.rollout import sample
+from reftune.generation.rollout import SamplingParams, sample
 from reftune.model.loading import save_pretrained
 from reftune.scoring.rewards import CORRECT_REWARD, score_answer
 from reftune.training.batches import encode_pairs, nll_backward, tokenizer_texts, training_pairs
@@ -44,7 +44,7 @@ def online_st(config: OnlineSTConfig) -> OnlineSTSummary:
     model, optimizer = run.prepare(policy.model, optimizer)  # and, resuming, weights, optimizer, RNG
     unwrapped = accelerator.unwrap_model(model)
     run.begin(total_steps, finite=("gold_nll", "grad_norm"))
-    params = config.sampling_params(config.num_samples_per_question)
+    params = SamplingParams.of(config, config.num_samples_per_question)
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.dev_batch_size)
     export = lambda path: save_pretrained(unwrapped, tokenizer, path)  # noqa: E731

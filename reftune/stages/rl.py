@@ -26,7 +26,7 @@ from reftune.algorithms.diagnostics import (SignalCounts, informative_rows, no_s
 from reftune.algorithms.losses import drop_truncated, explained_variance, kl_penalty
 from reftune.config import RLConfig
 from reftune.errors import ReftuneError
-from reftune.generation.rollout import Rollout, concat_rollouts, sample, select_rows
+from reftune.generation.rollout import Rollout, SamplingParams, concat_rollouts, sample, select_rows
 from reftune.model.heads import PolicyWithValueHead
 from reftune.model.loading import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
 from reftune.scoring.rewards import CORRECT_REWARD, RewardFn, score_answer
@@ -98,7 +98,7 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
     unwrapped = accelerator.unwrap_model(model)
     run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE, logs=(ROLLOUTS_FILE,))
-    params = config.sampling_params(config.num_samples_per_question)
+    params = SamplingParams.of(config, config.num_samples_per_question)
     sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
     evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.dev_batch_size)
