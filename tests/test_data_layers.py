@@ -1,5 +1,5 @@
 """The data side's layers: verification and annotate stay light; training code never imports the
-web or annotation code."""
+web, serving or annotation code."""
 import subprocess
 import sys
 
@@ -18,7 +18,8 @@ def test_verification_and_annotate_import_without_torch_or_transformers():
 
 
 @pytest.mark.slow
-def test_training_stages_never_import_annotate_or_serve():
+def test_training_stages_never_import_annotate_serve_or_review():
     stages = ", ".join(f"reftune.stages.{name}" for name in ("sft", "rl", "evaluate", "online_st",
                                                              "verifier", "demo", "compare"))
-    assert imported_after(f"import {stages}", ("reftune.annotate", "reftune.serve", "starlette", "uvicorn")) == []
+    data_side = ("reftune.annotate", "reftune.serve", "reftune.review", "starlette", "uvicorn")
+    assert imported_after(f"import {stages}, reftune.training.run, reftune.training.samples", data_side) == []

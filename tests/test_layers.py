@@ -1,23 +1,33 @@
-"""The layout's rules: the math, the reward, selection, the tasks and verification import without
-transformers; the stages sit in layers (helpers at the bottom, then one module per stage that imports no
-other stage; only the pipelines that run stages, demo and compare, sit above them); no import circle
-anywhere in the package."""
+"""The package's layers, written once, here: bottom to top, each a list of folders (or top-level modules)
+that know nothing of each other. A module imports its own folder and the layers below its own, never
+one above or beside it; no import circle anywhere; a stage imports no other stage (only the pipelines
+that run stages, demo and compare, sit above them); the math, the tasks, the sandbox, scoring and the
+configs import without transformers."""
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reftune"
-STAGE_HELPERS = {"common", "batches", "samples", "run", "ppo", "__init__"}
+LAYERS = [
+    ["reftune"],                                           # the lazy public API: imports nothing at load
+    ["reftune.errors"],
+    ["reftune.hub", "reftune.listening"],
+    ["reftune.execution"],
+    ["reftune.tasks", "reftune.algorithms"],
+    ["reftune.scoring"],
+    ["reftune.rewards"],                                   # the documented name of scoring's reward
+    ["reftune.config"],
+    ["reftune.model"],
+    ["reftune.generation"],
+    ["reftune.training"],
+    ["reftune.stages"],
+    ["reftune.annotate", "reftune.serve"],                 # the data side, which no training code imports
+    ["reftune.review"],
+    ["reftune.cli"],
+]
+STAGE_HELPERS = {"__init__", "report"}  # what only the stages use
 PIPELINES = {"demo", "compare"}  # run other stages, one floor up
-
-
-def test_core_modules_import_without_transformers():
-    code = ("import sys, reftune.algorithms.advantages, reftune.algorithms.losses, reftune.algorithms.diagnostics, "
-            "reftune.scoring.selection, reftune.scoring.rewards, reftune.tasks, reftune.execution, reftune.scoring.verification; "
-            "print(sorted(m for m in ('transformers', 'accelerate', 'peft') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
 
 
 def module_name(path: Path) -> str:
@@ -41,21 +51,35 @@ def imports() -> dict[str, set[str]]:
     return edges
 
 
+def part_of(module: str) -> str:
+    """The entry of LAYERS a module belongs to: the longest one that names it or a folder above it."""
+    parts = [part for layer in LAYERS for part in layer if module == part or module.startswith(part + ".")]
+    return max(parts, key=len)
+
+
+def test_every_module_lies_in_a_layer():
+    floor = {part for layer in LAYERS for part in layer}
+    assert sorted(module for module in imports() if part_of(module) == "reftune" and module != "reftune") == []
+    assert len(floor) == sum(map(len, LAYERS))
+
+
+def test_nothing_imports_upward_or_sideways():
+    floor = {part: level for level, layer in enumerate(LAYERS) for part in layer}
+    wrong = sorted(f"{source} -> {target}" for source, targets in imports().items() for target in targets
+                   if part_of(source) != part_of(target) and floor[part_of(target)] >= floor[part_of(source)])
+    assert wrong == []
+
+
 def test_no_stage_imports_another_stage():
     def stage(module: str) -> str | None:
-        return module.rsplit(".", 1)[1] if module.startswith("reftune.stages.") else None
+        name = module.rsplit(".", 1)[-1]
+        return name if module.startswith("reftune.stages.") and name not in STAGE_HELPERS else None
 
     crossing = sorted(f"{source} -> {target}" for source, targets in imports().items() for target in targets
-                      if stage(source) and stage(target) and stage(target) not in STAGE_HELPERS
-                      and stage(source) not in PIPELINES)
-    assert crossing == []
-
-
-def test_stage_helpers_import_no_stage():
-    helpers = {f"reftune.stages.{name}" for name in STAGE_HELPERS}
-    upward = sorted(f"{source} -> {target}" for source, targets in imports().items() if source in helpers
-                    for target in targets if target.startswith("reftune.stages.") and target not in helpers)
-    assert upward == []
+                      if stage(source) and stage(target) and stage(source) not in PIPELINES)
+    helpers_up = sorted(f"{source} -> {target}" for source, targets in imports().items() for target in targets
+                        if source.startswith("reftune.stages.") and not stage(source) and stage(target))
+    assert crossing == [] and helpers_up == []
 
 
 def test_no_import_circles():
@@ -76,3 +100,12 @@ def test_no_import_circles():
     # a package's __init__ importing its own submodules is not a circle of behaviour
     circles = [c for c in circles if not all(m.startswith(c[0]) or c[0].startswith(m) for m in c)]
     assert circles == []
+
+
+def test_the_light_layers_import_without_transformers():
+    code = ("import sys, reftune.algorithms.advantages, reftune.algorithms.losses, reftune.algorithms.diagnostics, "
+            "reftune.scoring.selection, reftune.scoring.rewards, reftune.scoring.verification, reftune.rewards, "
+            "reftune.tasks, reftune.execution, reftune.config, reftune.config.options; "
+            "print(sorted(m for m in ('transformers', 'accelerate', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
