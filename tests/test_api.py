@@ -27,6 +27,17 @@ def test_import_reftune_stays_light():
         reftune.nothing  # noqa: B018
 
 
+def test_the_documented_contract_imports_keep_working():
+    from reftune.execution import run_programs
+    from reftune.rewards import score_completions
+    from reftune.tasks import Example, get_task
+
+    task = get_task("gsm8k", style="nl")
+    assert score_completions(task, ["So the answer is 72", "no idea"], ["72", "72"]) == [1.0, 0.0]
+    assert callable(run_programs) and Example.__name__ == "Example"
+    assert score_completions is reftune.score_completions
+
+
 def test_the_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}
