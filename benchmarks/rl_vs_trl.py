@@ -73,7 +73,8 @@ def build_models(folder: Path, model: str, hidden: int, layers: int) -> None:
     value model of the policy's architecture (freshly initialised: only their cost matters here)."""
     from transformers import LlamaForSequenceClassification
 
-    from reftune.model.loading import TinySpec, load_policy, save_pretrained
+    from reftune.config import TinySpec
+    from reftune.model.loading import load_policy, save_pretrained
     from reftune.tasks import get_task
 
     if model == "tiny":

@@ -42,6 +42,18 @@ class TaskOptions:
     """Write the first N training examples with a CoT before each question (earlier turns in chat)."""
 
 
+@dataclass(frozen=True)
+class TinySpec:
+    """Size of the `tiny` model, as ModelOptions' tiny_* options give it (their docs say what each is).
+    Defaults give ~0.1M parameters: a test model, not a useful one."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    vocab_size: int = 400
+    max_positions: int = 1024
+
+
 @dataclass(kw_only=True)
 class ModelOptions:
     model: str = "tiny"
@@ -52,14 +64,19 @@ class ModelOptions:
     """LoRA scaling numerator; default 2 * rank."""
     lora_dropout: float = 0.0
     """Dropout on the LoRA input."""
-    tiny_hidden_size: int = 64
+    tiny_hidden_size: int = TinySpec.hidden_size
     """tiny only: width."""
-    tiny_layers: int = 2
+    tiny_layers: int = TinySpec.num_layers
     """tiny only: transformer layers."""
-    tiny_heads: int = 4
+    tiny_heads: int = TinySpec.num_heads
     """tiny only: attention heads."""
-    tiny_vocab_size: int = 400
-    """tiny only: most BPE tokens fitted to the task's texts."""
+    tiny_vocab_size: int = TinySpec.vocab_size
+    """tiny only: most BPE tokens fitted to the task's texts (the alphabet alone is ~100)."""
+
+    def tiny_spec(self) -> TinySpec:
+        """The size of the `tiny` model these options ask for."""
+        return TinySpec(hidden_size=self.tiny_hidden_size, num_layers=self.tiny_layers, num_heads=self.tiny_heads,
+                        vocab_size=self.tiny_vocab_size)
 
 
 @dataclass(kw_only=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reftune.config import TinySpec
 from reftune.errors import ReftuneError
 from reftune.hub import check_model_path, hub_reachable
 from reftune.model.cache import cache_dir
@@ -44,18 +45,6 @@ LORA_TARGET_MODULES = {
     "gpt2": ["c_attn", "c_proj", "c_fc"],
     "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
 }
-
-
-@dataclass(frozen=True)
-class TinySpec:
-    """Size of the `tiny` model. Defaults give ~0.1M parameters: a test model, not a useful one."""
-
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    vocab_size: int = 400
-    """Upper bound for the fitted BPE vocabulary (the alphabet alone is ~100 tokens)."""
-    max_positions: int = 1024
 
 
 @dataclass

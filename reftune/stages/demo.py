@@ -27,10 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reftune.algorithms.advantages import VALUE_HEAD_ESTIMATORS
-from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, VerifierConfig
+from reftune.config import DemoConfig, OfflineSTConfig, OnlineSTConfig, RLConfig, SFTConfig, TinySpec, VerifierConfig
 from reftune.config.options import config_to_yaml
 from reftune.model.cpu_linear import chosen_path
-from reftune.model.loading import TinySpec
 from reftune.scoring.selection import certainty, paired_difference
 from reftune.stages.compare import evaluate_models
 from reftune.stages.online_st import online_st

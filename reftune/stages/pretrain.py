@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from reftune.config import parse_task_options
+from reftune.config import TinySpec, parse_task_options
 from reftune.model.cache import cache_dir
 from reftune.model.cpu_linear import prefer_fast_cpu_linear
-from reftune.model.loading import TinySpec, build_tiny_model, build_tiny_tokenizer, save_pretrained
+from reftune.model.loading import build_tiny_model, build_tiny_tokenizer, save_pretrained
 from reftune.tasks import get_task
 from reftune.tasks.arithmetic import STRATEGIES, cot, generate_problems
 from reftune.training.batches import linear_warmup_decay

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from reftune.model.loading import TinySpec, load_policy
+from reftune.model.loading import load_policy
 from reftune.training.sharding import allow_fsdp_on_cpu, fsdp_requested
 
 def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -52,9 +52,7 @@ def build_accelerator():
 def load_model(config, device, tokenizer_texts: list[str] | None = None, name: str | None = None):
     """The policy named by config.model (or `name`, such as a checkpoint's model folder), with
     gradient checkpointing when a training stage's config asks for it."""
-    tiny = TinySpec(hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers,
-                    num_heads=config.tiny_heads, vocab_size=config.tiny_vocab_size)
     return load_policy(name or config.model, device=device, lora_rank=config.lora_rank,
-                       lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=tiny,
+                       lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, tiny=config.tiny_spec(),
                        tokenizer_texts=tokenizer_texts, seed=config.seed,
                        gradient_checkpointing=getattr(config, "gradient_checkpointing", False))

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from reftune.config import TinySpec
 from reftune.errors import ReftuneError
 from reftune.model.heads import PolicyWithValueHead
-from reftune.model.loading import TinySpec, build_tiny_tokenizer, is_lora, load_policy, save_pretrained
+from reftune.model.loading import build_tiny_tokenizer, is_lora, load_policy, save_pretrained
 from reftune.model.response_forward import position_ids_from
 
 

@@ -1,5 +1,5 @@
 """The demo's base model: built once into the cache, quietly, and reused."""
-from reftune.model.loading import TinySpec
+from reftune.config import TinySpec
 from reftune.stages.pretrain import BaseSpec, pretrain_base
 
 
