@@ -9,6 +9,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from reftune.errors import ReftuneError
+
 SumAcrossProcesses = Callable[[Tensor], Tensor]
 
 
@@ -93,7 +95,7 @@ def leave_one_out_advantages(scores: Tensor, response_mask: Tensor, num_samples_
     scores: (B,), the K = num_samples_per_question samples of a question adjacent, K >= 2.
     response_mask: (B, T). Returns (B, T).
     """
-    require_groups(num_samples_per_question, "rloo")
+    require_groups(num_samples_per_question, "the rloo estimator")
     groups = scores.view(-1, num_samples_per_question)
     others_mean = (groups.sum(dim=1, keepdim=True) - groups) / (num_samples_per_question - 1)
     return (groups - others_mean).reshape(-1, 1) * response_mask.to(scores.dtype)
@@ -107,16 +109,17 @@ def batch_normalised_group_advantages(scores: Tensor, response_mask: Tensor, num
 
     scores: (B,), the K samples of a question adjacent, K >= 2. response_mask: (B, T). Returns (B, T).
     """
-    require_groups(num_samples_per_question, "reinforce_baseline")
+    require_groups(num_samples_per_question, "the reinforce_baseline estimator")
     centred = group_advantages(scores, response_mask, num_samples_per_question, scale_by_std=False)
     return whiten(centred, response_mask, sum_across_processes)
 
 
-def require_groups(num_samples_per_question: int, estimator: str) -> None:
-    """A baseline from the other samples of a question needs at least two of them."""
+def require_groups(num_samples_per_question: int, what: str) -> None:
+    """A baseline from the other samples of a question needs at least two of them; `what` names the
+    estimator (or option) that compares them."""
     if num_samples_per_question < 2:
-        raise ValueError(f"the {estimator} estimator compares samples of a question: "
-                         f"num_samples_per_question must be >= 2, got {num_samples_per_question}")
+        raise ReftuneError(f"{what} compares the samples of a question: num_samples_per_question must be >= 2 "
+                           f"(e.g. 4), got {num_samples_per_question}")
 
 
 def sequence_scores(rewards: Tensor, response_mask: Tensor) -> Tensor:
@@ -144,7 +147,7 @@ def estimate_group(rewards: Tensor, values: Tensor, response_mask: Tensor, *, ga
     """GRPO (Shao et al. 2024, DeepSeekMath; verl `grpo`, OpenRLHF `group_norm`): each row's total
     reward (B,) centred and scaled by its group's mean and (unbiased) std, on every response token.
     (B, T) each; returns zeros (no value head)."""
-    require_groups(num_samples_per_question, "group")
+    require_groups(num_samples_per_question, "the group estimator")
     scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question)
     return advantages, torch.zeros_like(advantages)
@@ -156,7 +159,7 @@ def estimate_dr_grpo(rewards: Tensor, values: Tensor, response_mask: Tensor, *, 
     """Group mean removed, no division by the group's std (which favours questions that are almost
     always right or wrong): Dr. GRPO, Liu et al. 2025; OpenRLHF `dr_grpo`, TRL `scale_rewards=False`.
     (B, T) each; returns zeros."""
-    require_groups(num_samples_per_question, "dr_grpo")
+    require_groups(num_samples_per_question, "the dr_grpo estimator")
     scores = sequence_scores(rewards, response_mask)
     advantages = group_advantages(scores, response_mask, num_samples_per_question, scale_by_std=False)
     return advantages, torch.zeros_like(advantages)

@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from reftune.errors import ReftuneError, check_choice
+
 
 def token_logps(logits: Tensor, sequences: Tensor) -> Tensor:
     """Log-prob of each token given the ones before it.
@@ -118,8 +120,7 @@ KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
 
 def kl_penalty(logps: Tensor, ref_logps: Tensor, estimator: str = "k1") -> Tensor:
     """Per-token estimate of KL(policy || reference) by the named estimator of KL_ESTIMATORS. (B, T)."""
-    if estimator not in KL_ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {estimator!r}: use k1, k2 or k3")
+    check_choice(estimator, KL_ESTIMATORS, "KL estimator")
     return KL_ESTIMATORS[estimator](logps, ref_logps)
 
 
@@ -200,9 +201,8 @@ def aggregate(token_losses: Tensor, mask: Tensor, aggregation: str = "token_mean
 
 
 def loss_aggregation(name: str) -> LossAggregation:
-    """LOSS_AGGREGATIONS[name], or a ValueError naming the choices."""
-    if name not in LOSS_AGGREGATIONS:
-        raise ValueError(f"unknown loss aggregation {name!r}: use one of {sorted(LOSS_AGGREGATIONS)}")
+    """LOSS_AGGREGATIONS[name], or an error naming the choices."""
+    check_choice(name, LOSS_AGGREGATIONS, "loss aggregation")
     return LOSS_AGGREGATIONS[name]
 
 
@@ -213,12 +213,11 @@ def log_importance_ratio(logps: Tensor, old_logps: Tensor, mask: Tensor, level: 
     """log(pi / pi_old) per token (B, T), or at the sequence level (GSPO, Zheng et al. 2025; TRL
     importance_sampling_level="sequence") the mean over each row's masked tokens, (B, 1), which
     broadcasts to every token of the row. logps, old_logps, mask: (B, T)."""
+    check_choice(level, IMPORTANCE_SAMPLING_LEVELS, "importance_sampling")
     log_ratio = logps - old_logps
     if level == "token":
         return log_ratio
-    if level == "sequence":
-        return ((log_ratio * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1))
-    raise ValueError(f"unknown importance_sampling {level!r}: use token or sequence")
+    return ((log_ratio * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1))
 
 
 @dataclass(frozen=True)
@@ -238,6 +237,13 @@ class PolicyLossTerms:
     """Share of tokens with A < 0 whose loss was capped at dual_clip * |A|."""
 
 
+def check_dual_clip(dual_clip: float | None) -> None:
+    """A cap of c * |A| bounds the loss of a negative-advantage token only where c > 1: at or below 1 it
+    would cut into the losses plain clipping already allows."""
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ReftuneError(f"dual_clip must be > 1 (e.g. 3, verl's default), got {dual_clip}")
+
+
 def policy_loss_terms(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *,
                       clip_range: float, clip_range_high: float | None = None, dual_clip: float | None = None,
                       importance_sampling: str = "token", aggregation: str = "token_mean",
@@ -255,8 +261,7 @@ def policy_loss_terms(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask
     token's loss would weigh its own advantage by its row's ratio, so RLConfig refuses that pairing.
     aggregation, max_response_length: a LOSS_AGGREGATIONS name and its constant.
     """
-    if dual_clip is not None and dual_clip <= 1.0:
-        raise ValueError(f"dual_clip must be > 1 (e.g. 3.0, verl's default), got {dual_clip}")
+    check_dual_clip(dual_clip)
     upper = clip_range if clip_range_high is None else clip_range_high
     ratio = torch.exp(log_importance_ratio(logps, old_logps, mask, importance_sampling))
     unclipped = -advantages * ratio

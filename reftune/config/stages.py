@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reftune.config.fields import check_fields
-from reftune.errors import ReftuneError
+from reftune.errors import ReftuneError, check_choice
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,
                                    TrainingOptions, check_common, require_at_least_one)
 
@@ -191,26 +191,27 @@ class RLConfig(OnPolicyOptions, TaskOptions, ModelOptions, RunOptions):
 
 
 def check_rl_variant(config: RLConfig) -> None:
-    """Each RL option names an entry of its table, and the combination can work; else one line."""
-    from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, VALUE_HEAD_ESTIMATORS
-    from reftune.algorithms.losses import IMPORTANCE_SAMPLING_LEVELS, KL_ESTIMATORS, LOSS_AGGREGATIONS
+    """Each RL option names an entry of its table, and the combination can work; else one line. The
+    checks are the algorithms' own, made here before anything is written."""
+    from reftune.algorithms.advantages import ADVANTAGE_ESTIMATORS, VALUE_HEAD_ESTIMATORS, require_groups
+    from reftune.algorithms.losses import (IMPORTANCE_SAMPLING_LEVELS, KL_ESTIMATORS, LOSS_AGGREGATIONS,
+                                           check_dual_clip)
 
     for name, value, table in (("advantage_estimator", config.advantage_estimator, ADVANTAGE_ESTIMATORS),
                                ("loss_aggregation", config.loss_aggregation, LOSS_AGGREGATIONS),
                                ("value_loss_aggregation", config.value_loss_aggregation, LOSS_AGGREGATIONS),
                                ("importance_sampling", config.importance_sampling, IMPORTANCE_SAMPLING_LEVELS),
                                ("kl_estimator", config.kl_estimator, KL_ESTIMATORS), ("kl_in", config.kl_in, ("reward", "loss"))):
-        if value not in table:
-            raise ReftuneError(f"unknown {name} {value!r}: use one of {sorted(table)}")
+        check_choice(value, table, name)
     critic_free = config.advantage_estimator not in VALUE_HEAD_ESTIMATORS
-    if (critic_free or config.dynamic_sampling) and config.num_samples_per_question < 2:
-        what = f"the {config.advantage_estimator} estimator" if critic_free else "dynamic_sampling"
-        raise ReftuneError(f"{what} compares the samples of a question: set num_samples_per_question >= 2 (e.g. 4)")
+    if critic_free:
+        require_groups(config.num_samples_per_question, f"the {config.advantage_estimator} estimator")
+    if config.dynamic_sampling:
+        require_groups(config.num_samples_per_question, "dynamic_sampling")
     if config.importance_sampling == "sequence" and not critic_free:
         raise ReftuneError("importance_sampling: sequence gives one ratio per sample, while gae gives every token "
                            "its own advantage: use a group estimator (e.g. group) with it, or importance_sampling: token")
-    if config.dual_clip is not None and config.dual_clip <= 1:
-        raise ReftuneError(f"dual_clip must be > 1 (e.g. 3), got {config.dual_clip}")
+    check_dual_clip(config.dual_clip)
     if config.clip_range_high is not None and config.clip_range_high < 0:
         raise ReftuneError(f"clip_range_high must be >= 0, got {config.clip_range_high}")
     if config.kl_coef < 0:
