@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from reftune.config.fields import check_fields
 from reftune.errors import ReftuneError, check_choice
 from reftune.config.groups import (ModelOptions, OnPolicyOptions, RunOptions, SamplingOptions, TaskOptions,
-                                   TrainingOptions, check_common, require_at_least_one)
+                                   TrainingOptions, check_common, check_limits, require_at_least_one)
 
 
 @dataclass(kw_only=True)
@@ -257,8 +257,9 @@ class DemoConfig(RunOptions):
     rl_learning_rate: float | None = None
     """lr of the ReFT branch's policy; default 1e-4 for arithmetic-base, 3e-6 for a pretrained
     --model (the paper's for Galactica-125M)."""
-    advantage_estimator: str = "gae"
-    """The ReFT branch's advantages: gae (the paper, value head) or group (no value head)."""
+    advantage_estimator: str = RLConfig.advantage_estimator
+    """The ReFT branch's advantage estimator, any that `reftune rl` takes (gae, the paper's, trains a value
+    head; the group estimators need num_samples_per_question >= 2)."""
     value_head_learning_rate: float = 3e-3
     """lr of the ReFT branch's value head (a fresh head on a small model learns slowly otherwise)."""
     critic_warmup_steps: int = 5
@@ -291,8 +292,7 @@ class DemoConfig(RunOptions):
         if not 0 <= self.critic_warmup_steps < self.rl_steps:
             raise ReftuneError(f"critic_warmup_steps must be >= 0 and below rl_steps ({self.rl_steps}), "
                                f"got {self.critic_warmup_steps}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ReftuneError(f"max_seconds must be > 0 (got {self.max_seconds}); leave it out for no cap")
+        check_limits(self)
         if self.vote_temperature <= 0:
             raise ReftuneError(f"vote_temperature must be > 0 to draw different samples, got {self.vote_temperature}")
         from_scratch = self.model == "arithmetic-base"
@@ -300,3 +300,9 @@ class DemoConfig(RunOptions):
             self.sft_learning_rate = 1e-3 if from_scratch else 2e-5
         if self.rl_learning_rate is None:
             self.rl_learning_rate = 1e-4 if from_scratch else 3e-6
+        # The ReFT branch's options, checked now by the RL stage's own config rather than once the base
+        # model and the warm-up are built (its critic warm-up applies with gae only: see the demo).
+        RLConfig(task_options=self.task_options, advantage_estimator=self.advantage_estimator,
+                 num_samples_per_question=self.num_samples_per_question, questions_per_step=self.questions_per_step,
+                 max_new_tokens=self.max_new_tokens, learning_rate=self.rl_learning_rate,
+                 value_head_learning_rate=self.value_head_learning_rate)
