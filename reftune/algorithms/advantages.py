@@ -118,8 +118,8 @@ def require_groups(num_samples_per_question: int, what: str) -> None:
     """A baseline from the other samples of a question needs at least two of them; `what` names the
     estimator (or option) that compares them."""
     if num_samples_per_question < 2:
-        raise ReftuneError(f"{what} compares the samples of a question: num_samples_per_question must be >= 2 "
-                           f"(e.g. 4), got {num_samples_per_question}")
+        raise ReftuneError(f"{what} compares the samples of a question: set num_samples_per_question >= 2 (e.g. 4), "
+                           f"not {num_samples_per_question}")
 
 
 def sequence_scores(rewards: Tensor, response_mask: Tensor) -> Tensor:

@@ -115,7 +115,7 @@ def whiten_stats(values, mask):
 
 @pytest.mark.parametrize("name", ["rloo", "dr_grpo", "reinforce_baseline"])
 def test_group_estimators_refuse_one_sample_per_question(name):
-    with pytest.raises(ValueError, match="num_samples_per_question must be >= 2"):
+    with pytest.raises(ValueError, match="num_samples_per_question >= 2"):
         ADVANTAGE_ESTIMATORS[name](torch.ones(2, 3), torch.zeros(2, 3), torch.ones(2, 3), gamma=1.0, lam=1.0,
                                    num_samples_per_question=1)
 
