@@ -53,7 +53,8 @@ def rl_step(args, checkpointing: bool) -> dict:
     from reftune.config import RLConfig
     from reftune.generation.rollout import SamplingParams
     from reftune.model.heads import PolicyWithValueHead
-    from reftune.stages.rl import build_experience, parameter_groups, reference_logps, reference_policy, sample_and_score
+    from reftune.stages.rl import (StepContext, build_experience, parameter_groups, reference_logps, reference_policy,
+                                   sample_and_score)
     from reftune.training.data import load_examples
     from reftune.training.ppo import ppo_update
     from reftune.training.preparation import adamw, build_accelerator, load_model, seed_everything
@@ -71,11 +72,12 @@ def rl_step(args, checkpointing: bool) -> dict:
     optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
     loaded_mb = resident_mb()
 
+    step = StepContext(config, task, questions, accelerator, model, model, policy.tokenizer, reference, optimizer,
+                       trainable, SamplingParams.of(config, 1))
     seed_everything(0)
     started, times = time.perf_counter(), {}
-    params = SamplingParams.of(config, 1)
-    scored = sample_and_score(task, model, policy.tokenizer, questions, params, times)
-    ref_logps = reference_logps(policy.model, reference, scored.rollout, config.micro_batch_size, 1, config.temperature)
+    scored = sample_and_score(step, questions, times)
+    ref_logps = reference_logps(step, scored.rollout)
     experience, _ = build_experience(config, scored.rollout, scored.scores, ref_logps, True, lambda total: total, 1)
     before_update_mb, update_started = peak_mb(), time.perf_counter()
     ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values=True)

@@ -16,7 +16,7 @@ import numbers
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -30,6 +30,7 @@ from reftune.generation.rollout import Rollout, SamplingParams, concat_rollouts,
 from reftune.model.heads import PolicyWithValueHead
 from reftune.model.loading import disable_gradient_checkpointing, is_gradient_checkpointing, is_lora
 from reftune.scoring.rewards import CORRECT_REWARD, RewardFn, score_answer
+from reftune.tasks import Task
 from reftune.training.batches import example_texts
 from reftune.training.data import epoch_order, epoch_slice, load_examples, plan_on_policy, shard, use_prompt_format
 from reftune.training.ppo import Experience, ppo_update, reference_forward
@@ -39,6 +40,9 @@ from reftune.training.samples import greedy_accuracy
 from reftune.training.sharding import gathered
 from reftune.training.summaries import RLSummary
 from reftune.training.tracking import strict_json
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 # ppo_update skips an update whose loss or gradient is not finite (and counts it in skipped_updates);
@@ -86,64 +90,33 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
     _, dev = load_examples(config, config.dev_split, config.eval_limit)
     use_prompt_format(task, config, train)
     steps_per_epoch, total_steps = plan_on_policy(config, len(train), accelerator.num_processes)
-
-    # The warm-up model is the policy's start and the reference; the value head shares its backbone.
-    policy = load_model(config, accelerator.device, example_texts(task, train) + [task.prompt(e) for e in dev])
-    tokenizer, reference = policy.tokenizer, reference_policy(policy.model)
-    use_values = config.advantage_estimator in VALUE_HEAD_ESTIMATORS
-    model = PolicyWithValueHead(policy.model, value_head=use_values)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
-    model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
-    trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
-    unwrapped = accelerator.unwrap_model(model)
+    ctx = step_context(run, task, train, dev, reward_fn)
     run.begin(total_steps, finite=UPDATE_FIGURES, patience=NON_FINITE_PATIENCE, logs=(ROLLOUTS_FILE,))
-    params = SamplingParams.of(config, config.num_samples_per_question)
-    sum_across_processes = lambda t: accelerator.reduce(t, reduction="sum")  # noqa: E731
-    evaluate = lambda: greedy_accuracy(accelerator, task, unwrapped.policy, tokenizer, dev,  # noqa: E731
+    evaluate = lambda: greedy_accuracy(accelerator, task, ctx.unwrapped.policy, ctx.tokenizer, dev,  # noqa: E731
                                        config.eval_max_new_tokens, config.dev_batch_size)
-    export = lambda path, weights=None: unwrapped.export(tokenizer, path, weights)  # noqa: E731
+    export = lambda path, weights=None: ctx.unwrapped.export(ctx.tokenizer, path, weights)  # noqa: E731
 
     no_signal_steps, capped_said = 0, False
     for step in range(run.state.step, total_steps):
-        times, step_started = {}, time.perf_counter()
+        step_started = time.perf_counter()
         epoch, questions = epoch_slice(train, config.seed, step, steps_per_epoch, config.questions_per_step)
-
-        # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
-        #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal). Under
-        #    FSDP the weights are gathered once for the whole phase, not per token (sharding.gathered).
-        with gathered(model):
-            scored, signal, rounds = sample_step(task, unwrapped, tokenizer, train, config, step,
-                                                 shard(questions, accelerator), params, accelerator, times, reward_fn)
-        rollout, scores = scored.rollout, scored.scores
-        # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
-        response = rollout.response_mask
-        with timer(times, "reference"):
-            ref_logps = reference_logps(unwrapped.policy, reference, rollout, config.micro_batch_size,
-                                        params.num_samples, params.temperature)
-        # 4. token rewards = terminal score - beta * KL; advantages and returns
-        experience, kl = build_experience(config, rollout, scores, ref_logps, use_values, sum_across_processes,
-                                          params.num_samples)
-        # 5. ppo_epochs of clipped updates
-        with timer(times, "update"):
-            update = ppo_update(accelerator, model, optimizer, trainable, experience, config, use_values,
-                                critic_only=step < config.critic_warmup_steps)
+        done = rl_step(ctx, step, shard(questions, accelerator))  # 1-5, below
 
         # 6. log, evaluate on dev, checkpoint
-        shares = SignalCounts.from_tensor(accelerator.reduce(signal.as_tensor(accelerator.device), reduction="sum")).shares()
-        metrics = {**step_metrics(accelerator, scores, kl, response, experience.values, experience.returns, update, times,
-                                  time.perf_counter() - step_started, use_values), **shares, "epoch": epoch,
-                   **variant_metrics(config, step, rounds)}
+        metrics = {**step_metrics(ctx, done, time.perf_counter() - step_started), "epoch": epoch,
+                   **variant_metrics(config, step, done.rounds)}
+        no_signal = metrics["no_signal_group_share"]
         run.step_done(metrics, reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.3f}",
-                      **({"no_signal": f"{shares['no_signal_group_share']:.0%}"} if params.num_samples > 1 else {}))
-        no_signal_steps = no_signal_streak(no_signal_steps, shares["no_signal_group_share"])
+                      **({"no_signal": f"{no_signal:.0%}"} if ctx.params.num_samples > 1 else {}))
+        no_signal_steps = no_signal_streak(no_signal_steps, no_signal)
         warning = no_signal_warning(no_signal_steps)
-        if config.dynamic_sampling and rounds == config.max_dynamic_sampling_rounds and not capped_said:
-            capped_said, warning = True, dynamic_sampling_capped(rounds, run.state.step)
+        if config.dynamic_sampling and done.rounds == config.max_dynamic_sampling_rounds and not capped_said:
+            capped_said, warning = True, dynamic_sampling_capped(done.rounds, run.state.step)
         if warning and run.main:
             run.bar.write(f"reftune rl: {warning}")
         if config.log_rollouts_every and run.state.step % config.log_rollouts_every == 0 and run.main:
-            log_rollouts(run.folder / ROLLOUTS_FILE, run.state.step, scored, config.rollouts_per_step, params.num_samples)
+            log_rollouts(run.folder / ROLLOUTS_FILE, run.state.step, done.scored, config.rollouts_per_step,
+                         ctx.params.num_samples)
         if metrics["kl"] > config.max_kl:
             run.stop(f"the mean KL to the reference reached {metrics['kl']:.2f} (> max_kl {config.max_kl}) at step "
                      f"{run.state.step}: the policy is running away from the warm-up model; lower learning_rate or "
@@ -159,6 +132,82 @@ def rl(config: RLConfig, reward_fn: RewardFn | None = None) -> RLSummary:
 
 
 @dataclass(frozen=True)
+class StepContext:
+    """What every RL step shares, built once before the loop (step_context)."""
+
+    config: RLConfig
+    task: Task
+    train: list                    # the training examples: dynamic sampling draws more questions from them
+    accelerator: Accelerator
+    model: torch.nn.Module         # the policy with its value head as accelerate prepared it: the update's
+    unwrapped: PolicyWithValueHead  # the same weights, called directly: sampling, the dev check, export
+    tokenizer: object
+    reference: torch.nn.Module | None  # the frozen warm-up model; None with LoRA (the adapters switched off)
+    optimizer: torch.optim.Optimizer
+    trainable: list                # the prepared model's trainable weights (FSDP makes new ones)
+    params: SamplingParams         # num_samples_per_question completions per question
+    reward_fn: RewardFn | None = None
+
+    @property
+    def use_values(self) -> bool:
+        """Whether the estimator reads values (GAE): the policy then has a value head."""
+        return self.unwrapped.value_head is not None
+
+    def sum_across_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum")
+
+
+def step_context(run: Run, task: Task, train: list, dev: list, reward_fn: RewardFn | None) -> StepContext:
+    """The policy, its reference and its optimizer, prepared by accelerate (and, resuming, restored)."""
+    config, accelerator = run.config, run.accelerator
+    # The warm-up model is the policy's start and the reference; the value head shares its backbone.
+    policy = load_model(config, accelerator.device, example_texts(task, train) + [task.prompt(e) for e in dev])
+    reference = reference_policy(policy.model)
+    model = PolicyWithValueHead(policy.model, value_head=config.advantage_estimator in VALUE_HEAD_ESTIMATORS)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = adamw(parameter_groups(model, trainable, config), config.learning_rate, config.weight_decay)
+    model, optimizer = run.prepare(model, optimizer)  # and, resuming, weights, optimizer, RNG of every process
+    trainable = [p for p in model.parameters() if p.requires_grad]  # the prepared ones: FSDP makes new ones
+    return StepContext(config, task, train, accelerator, model, accelerator.unwrap_model(model), policy.tokenizer,
+                       reference, optimizer, trainable, SamplingParams.of(config, config.num_samples_per_question),
+                       reward_fn)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did on this process."""
+
+    scored: Scored             # the samples trained on, scored
+    signal: SignalCounts       # the first round's signal, before dynamic sampling filtered it
+    rounds: int                # dynamic sampling's extra rounds
+    experience: Experience
+    kl: torch.Tensor           # (N, L) the per-token KL to the reference
+    update: dict               # the update's figures (ppo.UpdateFigures)
+    times: dict                # seconds of each phase
+
+
+def rl_step(ctx: StepContext, step: int, questions: list) -> StepResult:
+    """Steps 1-5 of the paper's algorithm on this process's `questions`; step 6 is the loop's."""
+    config, params, times = ctx.config, ctx.params, {}
+    # 1. sample completions from the current policy; 2. score final answers: 1.0 right, 0.1 parsed
+    #    but wrong, 0.0 none (dynamic sampling: more questions until every group has signal). Under
+    #    FSDP the weights are gathered once for the whole phase, not per token (sharding.gathered).
+    with gathered(ctx.model):
+        scored, signal, rounds = sample_step(ctx, step, questions, times)
+    # 3. old log-probs and values came with the samples; the reference's log-probs take one pass
+    with timer(times, "reference"):
+        ref_logps = reference_logps(ctx, scored.rollout)
+    # 4. token rewards = terminal score - beta * KL; advantages and returns
+    experience, kl = build_experience(config, scored.rollout, scored.scores, ref_logps, ctx.use_values,
+                                      ctx.sum_across_processes, params.num_samples)
+    # 5. ppo_epochs of clipped updates (the value head's alone while the critic warms up)
+    with timer(times, "update"):
+        update = ppo_update(ctx.accelerator, ctx.model, ctx.optimizer, ctx.trainable, experience, config,
+                            ctx.use_values, critic_only=step < config.critic_warmup_steps)
+    return StepResult(scored, signal, rounds, experience, kl, update, times)
+
+
+@dataclass(frozen=True)
 class Scored:
     """Sampled completions of some questions, their extracted answers and rewards."""
 
@@ -168,19 +217,19 @@ class Scored:
     scores: torch.Tensor  # (rows,) the ReFT reward per row
 
 
-def sample_and_score(task, model: PolicyWithValueHead, tokenizer, questions: list, params, times: dict,
-                     reward_fn: RewardFn | None = None) -> Scored:
+def sample_and_score(ctx: StepContext, questions: list, times: dict) -> Scored:
     """Sample params.num_samples completions per question (with values when there is a value head) and
     score their final answers: 1.0 right, 0.1 parsed but wrong, 0.0 none (or with the user's reward_fn).
     Adds the time of each to `times`."""
+    task, model, num_samples = ctx.task, ctx.unwrapped, ctx.params.num_samples
     with timer(times, "sampling"):
-        rollout = sample(model.policy, tokenizer, [task.prompt(q) for q in questions], params,
+        rollout = sample(model.policy, ctx.tokenizer, [task.prompt(q) for q in questions], ctx.params,
                          value_head=model.value_head)
     with timer(times, "scoring"):  # P-CoT: the programs run in the sandbox here
         answers = task.extract_answers(rollout.texts)  # also read with a reward_fn: the diagnostics use them
-        examples = [q for q in questions for _ in range(params.num_samples)]
+        examples = [q for q in questions for _ in range(num_samples)]
         golds = [q.answer for q in examples]
-        rewards = (user_rewards(reward_fn, rollout.texts, golds, examples) if reward_fn
+        rewards = (user_rewards(ctx.reward_fn, rollout.texts, golds, examples) if ctx.reward_fn
                    else [score_answer(task, a, g) for a, g in zip(answers, golds)])
         scores = torch.tensor(rewards, dtype=torch.float32, device=rollout.sequences.device)
     return Scored(rollout, questions, answers, scores)
@@ -222,20 +271,20 @@ def reward_number(reward) -> float | None:
     return float(reward)
 
 
-def sample_step(task, model: PolicyWithValueHead, tokenizer, train: list, config: RLConfig, step: int, mine: list,
-                params, accelerator, times: dict, reward_fn: RewardFn | None) -> tuple[Scored, SignalCounts, int]:
+def sample_step(ctx: StepContext, step: int, mine: list, times: dict) -> tuple[Scored, SignalCounts, int]:
     """This process's questions sampled and scored; with dynamic sampling, filled with questions that
     carry signal. Also the first round's signal counts (before any filtering) and the extra rounds."""
-    scored = sample_and_score(task, model, tokenizer, mine, params, times, reward_fn)
-    signal = signal_counts(scored.scores, params.num_samples, scored.rollout.finished,
+    config, num_samples = ctx.config, ctx.params.num_samples
+    scored = sample_and_score(ctx, mine, times)
+    signal = signal_counts(scored.scores, num_samples, scored.rollout.finished,
                            torch.tensor([a is not None for a in scored.answers]))
     if not config.dynamic_sampling:
         return scored, signal, 0
-    scored, rounds = fill_with_signal(scored, lambda round_: shard(extra_questions(train, config, step, round_), accelerator),
-                                      config.max_dynamic_sampling_rounds, accelerator,
-                                      lambda questions: sample_and_score(task, model, tokenizer, questions, params, times,
-                                                                         reward_fn),
-                                      params.num_samples, tokenizer.pad_token_id)
+    scored, rounds = fill_with_signal(scored, lambda round_: shard(extra_questions(ctx.train, config, step, round_),
+                                                                   ctx.accelerator),
+                                      config.max_dynamic_sampling_rounds, ctx.accelerator,
+                                      lambda questions: sample_and_score(ctx, questions, times),
+                                      num_samples, ctx.tokenizer.pad_token_id)
     return scored, signal, rounds
 
 
@@ -305,15 +354,15 @@ def parameter_groups(model: PolicyWithValueHead, trainable: list, config: RLConf
     return [{"params": backbone}, {"params": head, "lr": config.value_head_learning_rate or config.learning_rate}]
 
 
-def reference_logps(policy, reference, rollout, micro_batch_size: int, group_size: int,
-                    temperature: float) -> torch.Tensor:
+def reference_logps(ctx: StepContext, rollout: Rollout) -> torch.Tensor:
     """Token log-probs of the rollout under the frozen warm-up model at the sampling temperature:
-    (N, L), 0 on prompt columns. With LoRA (reference None), the policy with its adapters switched off."""
-    layout = (rollout.prompt_length, micro_batch_size, group_size, temperature)
-    if reference is None:
+    (N, L), 0 on prompt columns. With LoRA (no reference copy), the policy with its adapters switched off."""
+    layout = (rollout.prompt_length, ctx.config.micro_batch_size, ctx.params.num_samples, ctx.params.temperature)
+    policy = ctx.unwrapped.policy
+    if ctx.reference is None:
         with policy.disable_adapter():
             return reference_forward(policy, rollout.sequences, rollout.attention_mask, *layout)
-    return reference_forward(reference, rollout.sequences, rollout.attention_mask, *layout)
+    return reference_forward(ctx.reference, rollout.sequences, rollout.attention_mask, *layout)
 
 
 def log_rollouts(path, step: int, scored: Scored, limit: int, num_samples: int) -> None:
@@ -329,16 +378,21 @@ def log_rollouts(path, step: int, scored: Scored, limit: int, num_samples: int) 
                                    "correct": [s == CORRECT_REWARD for s in scores[rows]]}, default=str) + "\n")
 
 
-def step_metrics(accelerator, scores, kl, response, values, returns, update: dict, times: dict,
-                 seconds: float, use_values: bool) -> dict:
-    """The step's figures over all processes (sums reduced, then divided)."""
+def step_metrics(ctx: StepContext, done: StepResult, seconds: float) -> dict:
+    """The step's figures over all processes (sums reduced, then divided), and the shares of its
+    questions' groups by signal."""
+    accelerator, scores, kl = ctx.accelerator, done.scored.scores, done.kl
+    response = done.experience.response_mask
+    shares = SignalCounts.from_tensor(accelerator.reduce(done.signal.as_tensor(accelerator.device),
+                                                         reduction="sum")).shares()
     sums = torch.stack([scores.sum(), (scores == CORRECT_REWARD).float().sum(), (scores == 0).float().sum(),
                         torch.tensor(float(len(scores)), device=scores.device),
                         kl.sum(), response.sum().float()])
     reward, correct, no_answer, rows, kl_sum, tokens = accelerator.reduce(sums, reduction="sum").tolist()
     metrics = {"reward_mean": reward / rows, "sample_accuracy": correct / rows, "no_answer_rate": no_answer / rows,
                "kl": kl_sum / rows, "response_length": tokens / rows,
-               "completion_tokens_per_s": tokens / seconds, **update, **times}
-    if use_values:
-        metrics["value_explained_variance"] = explained_variance(values, returns, response)
-    return metrics
+               "completion_tokens_per_s": tokens / seconds, **done.update, **done.times}
+    if ctx.use_values:
+        metrics["value_explained_variance"] = explained_variance(done.experience.values, done.experience.returns,
+                                                                 response)
+    return {**metrics, **shares}
