@@ -1,4 +1,5 @@
-"""The `reftune` command: one table of subcommands, each a function over parsed arguments.
+"""The `reftune` command: one table of subcommands (COMMANDS), each a function over its resolved config
+or its parsed arguments.
 
 A user's mistake (ReftuneError) prints one line and exits 2, with no stack trace.
 """
@@ -7,8 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from reftune.config import (AnnotateConfig, CompareConfig, DemoConfig, EvalConfig, OfflineSTConfig, OnlineSTConfig,
+                            RLConfig, SampleConfig, ServeConfig, SFTConfig, VerifierConfig)
+from reftune.config.options import add_config_arguments, resolve_config
 from reftune.errors import ReftuneError
 
 
@@ -84,8 +90,6 @@ def command_sft(config) -> int:
 
 
 def summary_prefix(config) -> str:
-    from reftune.config import OfflineSTConfig
-
     return "offline-st" if isinstance(config, OfflineSTConfig) else "sft"
 
 
@@ -154,65 +158,93 @@ def command_serve(config) -> int:
     return 0
 
 
-def configs():
-    from reftune import config
-
-    return {"demo": config.DemoConfig, "sft": config.SFTConfig, "rl": config.RLConfig, "eval": config.EvalConfig,
-            "sample": config.SampleConfig, "offline-st": config.OfflineSTConfig, "online-st": config.OnlineSTConfig,
-            "verifier": config.VerifierConfig, "compare": config.CompareConfig, "annotate": config.AnnotateConfig,
-            "serve": config.ServeConfig}
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
+                        help="the model to serve (or --model)")
 
 
-# subcommand -> (function, help); a subcommand with a config class in configs() gets one flag per
-# field and --config YAML, and its function receives the resolved config.
+def check_arguments(parser: argparse.ArgumentParser) -> None:
+    from reftune.tasks import STYLES, TASKS
+
+    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--style", default="nl", choices=STYLES)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--data", help="a .json / .jsonl file or folder; default: built-in or hub")
+    parser.add_argument("--limit", type=int, help="check only the first N examples")
+
+
+def review_arguments(parser: argparse.ArgumentParser) -> None:
+    from reftune.review.command import add_arguments
+
+    add_arguments(parser)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function that runs it, its help line, and what it reads from the command line.
+    With a config class, one flag per field and --config YAML, and the function receives the resolved
+    config; without one, the function receives the parsed arguments. `arguments` adds the command's
+    own (serve's positional MODEL comes before its config's flags)."""
+
+    run: Callable
+    help: str
+    config: type | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        if self.arguments:
+            self.arguments(parser)
+        if self.config:
+            add_config_arguments(parser, self.config)
+
+
 COMMANDS = {
-    "demo": (command_demo, "the main job: warm-up SFT, then ReFT against SFT on the built-in arithmetic task"),
-    "sft": (command_sft, "warm-up SFT (or the SFT baseline) on a task's gold chains of thought"),
-    "rl": (command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up"),
-    "eval": (command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples"),
-    "sample": (command_eval, "sample K CoTs per question and write them with answers and rewards"),
-    "offline-st": (command_sft, "baseline: SFT the base model on the warm-up model's correct samples and the gold CoTs"),
-    "online-st": (command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold CoTs"),
-    "verifier": (command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank"),
-    "compare": (command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart"),
-    "annotate": (command_annotate, "make verified CoT training data from calculator notes, an endpoint or a local model"),
-    "serve": (command_serve, "an OpenAI-compatible HTTP server over a model reftune loads"),
-    "review": (command_review, "a local web app to browse, check, correct and export CoTs (samples, rollouts, data)"),
-    "check": (command_check, "verify every gold CoT of a dataset: its final answer and each arithmetic step it states"),
+    "demo": Command(command_demo, "the main job: warm-up SFT, then ReFT against SFT on the built-in arithmetic task",
+                    DemoConfig),
+    "sft": Command(command_sft, "warm-up SFT (or the SFT baseline) on a task's gold chains of thought", SFTConfig),
+    "rl": Command(command_rl, "ReFT: PPO from a warm-up model, rewarded by answer correctness, KL to the warm-up",
+                  RLConfig),
+    "eval": Command(command_eval, "accuracy on a split: greedy top-1, or vote@K and pass@k with --num-samples",
+                    EvalConfig),
+    "sample": Command(command_eval, "sample K CoTs per question and write them with answers and rewards", SampleConfig),
+    "offline-st": Command(command_sft, "baseline: SFT the base model on the warm-up model's correct samples and the "
+                          "gold CoTs", OfflineSTConfig),
+    "online-st": Command(command_online_st, "baseline: sample as you train, NLL on the correct samples and the gold "
+                         "CoTs", OnlineSTConfig),
+    "verifier": Command(command_verifier, "a correctness classifier on sampled CoTs, for eval --mode rerank",
+                        VerifierConfig),
+    "compare": Command(command_compare, "the paper's table for your runs: top-1, vote@K, rerank@K, with a bar chart",
+                       CompareConfig),
+    "annotate": Command(command_annotate, "make verified CoT training data from calculator notes, an endpoint or a "
+                        "local model", AnnotateConfig),
+    "serve": Command(command_serve, "an OpenAI-compatible HTTP server over a model reftune loads", ServeConfig,
+                     serve_arguments),
+    "review": Command(command_review, "a local web app to browse, check, correct and export CoTs (samples, rollouts, "
+                      "data)", arguments=review_arguments),
+    "check": Command(command_check, "verify every gold CoT of a dataset: its final answer and each arithmetic step it "
+                     "states", arguments=check_arguments),
 }
+
+
+def configs() -> dict[str, type]:
+    """The config class of each command that has one (the presets in configs/ are checked against them)."""
+    return {name: command.config for name, command in COMMANDS.items() if command.config}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `only` the options of that one command (the others listed by name):
     building every command's options takes most of a second, which a command's start should not pay."""
     from reftune import __version__
-    from reftune.config.options import add_config_arguments
-    from reftune.review.command import add_arguments as add_review_arguments
-    from reftune.tasks import STYLES, TASKS
 
     parser = argparse.ArgumentParser(prog="reftune", description="Reinforced Fine-Tuning (ReFT) of language "
                                      "models on reasoning tasks whose answers can be checked.",
                                      epilog="`reftune COMMAND --help` lists a command's options.")
     parser.add_argument("--version", action="version", version=f"reftune {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    config_classes = configs()
-    for name, (_, help_text) in COMMANDS.items():
-        sub = subcommands.add_parser(name, help=help_text, description=help_text)
-        if only is not None and name != only:
-            continue
-        if name == "serve":
-            sub.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
-                             help="the model to serve (or --model)")
-        if name in config_classes:
-            add_config_arguments(sub, config_classes[name])
-        if name == "check":
-            sub.add_argument("--task", required=True, choices=sorted(TASKS))
-            sub.add_argument("--style", default="nl", choices=STYLES)
-            sub.add_argument("--split", default="train")
-            sub.add_argument("--data", help="a .json / .jsonl file or folder; default: built-in or hub")
-            sub.add_argument("--limit", type=int, help="check only the first N examples")
-        if name == "review":
-            add_review_arguments(sub)
+    for name, command in COMMANDS.items():
+        sub = subcommands.add_parser(name, help=command.help, description=command.help)
+        if only is None or name == only:
+            command.add_options(sub)
     return parser
 
 
@@ -223,13 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # `reftune` alone: what it can do
         parser.print_help()
         return 2
+    command = COMMANDS[args.command]
     try:
-        config_class = configs().get(args.command)
-        if config_class:
-            from reftune.config.options import resolve_config
-
-            return COMMANDS[args.command][0](resolve_config(config_class, args))
-        return COMMANDS[args.command][0](args)
+        return command.run(resolve_config(command.config, args) if command.config else args)
     except ReftuneError as exc:
         print(f"reftune {args.command}: error: {exc}", file=sys.stderr)
         return 2
