@@ -4,6 +4,7 @@ one above or beside it; no import circle anywhere; a stage imports no other stag
 that run stages, demo and compare, sit above them); the math, the tasks, the sandbox, scoring and the
 configs import without transformers."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,18 @@ def test_the_light_layers_import_without_transformers():
             "print(sorted(m for m in ('transformers', 'accelerate', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_architecture_page_draws_these_layers():
+    """docs/architecture.md's picture, read from the top floor down, names the folders of LAYERS."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    floors: list[list[str]] = []
+    for line in page.split("## The layers", 1)[1].split("```")[1].splitlines():
+        if line.startswith("+"):
+            floors.append([])
+        for cell in line.strip("|").split("|") if line.startswith("|") else []:
+            name = (cell.split() or [""])[0]
+            if re.fullmatch(r"\w+/|\w+\.py", name):
+                module = name.rstrip("/").removesuffix(".py")
+                floors[-1].append("reftune" if module == "__init__" else f"reftune.{module}")
+    assert [floor for floor in floors if floor][::-1] == LAYERS
