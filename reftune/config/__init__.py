@@ -9,6 +9,5 @@ from reftune.config.stages import DemoConfig, EvalConfig, RLConfig, SampleConfig
 
 __all__ = ["AnnotateConfig", "CompareConfig", "DemoConfig", "EvalConfig", "ModelOptions", "OfflineSTConfig",
            "OnPolicyOptions", "OnlineSTConfig", "RLConfig", "RunOptions", "SFTConfig", "SampleConfig", "SamplingOptions",
-           "ServeConfig", "TaskOptions", "TinySpec", "TrainingOptions", "TrainingSamplesOptions", "VerifierConfig", "parse_runs",
-           "parse_task_options",
-           "require_at_least_one", "sinks"]
+           "ServeConfig", "TaskOptions", "TinySpec", "TrainingOptions", "TrainingSamplesOptions", "VerifierConfig",
+           "parse_runs", "parse_task_options", "require_at_least_one", "sinks"]

@@ -94,6 +94,7 @@ class SamplingOptions:
     """Longest response in tokens (the paper: prompt <= 300, prompt + completion <= 700)."""
 
     def check_sampling(self) -> None:
+        """What the sampler can draw with: checked by the configs that sample and by SamplingParams."""
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ReftuneError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got "
                                f"{self.temperature}, {self.top_k}, {self.top_p}")
