@@ -44,6 +44,7 @@ from reftune.training.tracking import read_metrics
 
 BUILT_IN_BASE = "arithmetic-base"
 PPO_EPOCHS = RLConfig.ppo_epochs  # the RL branch keeps the paper's 2
+EVAL_BATCH = 128  # greedy decoding of the tiny model runs about twice as fast as in batches of 32
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,10 @@ def demo(config: DemoConfig) -> dict:
     # 2. warm-up SFT on one gold CoT per question
     say(f"[2/5] warm-up SFT: {plan.train_questions} questions x {plan.warmup_epochs} epochs; both branches "
         f"start from its last epoch")
+    # Evaluated on dev once, at its last epoch: that epoch is where both branches start.
+    warmup_steps = plan.warmup_epochs * -(-plan.train_questions // plan.sft_batch_size)
     sft(SFTConfig(**{**sft_options(config, plan), "max_seconds": None}, model=base, epochs=plan.warmup_epochs,
-                  output=str(folder / "warmup")))
+                  eval_every=warmup_steps, output=str(folder / "warmup")))
     # The branches start from the warm-up's last epoch, as the paper's ReFT starts from a fixed epoch,
     # not from its dev-best one, which is mostly noise on a few hundred dev questions and often early.
     last = latest_checkpoint(folder / "warmup")
@@ -168,7 +171,7 @@ def common_options(config: DemoConfig, plan: Plan) -> dict:
     """What every stage of the demo shares: the task, the seed, the dev evaluation, how it reports."""
     return dict(task="arithmetic", task_options=config.task_options, seed=config.seed, progress=config.progress,
                 report_to=config.report_to, eval_limit=plan.dev_questions, eval_max_new_tokens=plan.max_new_tokens,
-                max_seconds=config.max_seconds)
+                eval_batch_size=EVAL_BATCH, max_seconds=config.max_seconds)
 
 
 def sft_options(config: DemoConfig, plan: Plan) -> dict:
@@ -218,7 +221,7 @@ def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: 
         + (f", the first {critic_warmup} for the value head alone" if critic_warmup else ""))
     rl(RLConfig(**on_policy, max_steps=steps.rl, learning_rate=config.rl_learning_rate,
                 advantage_estimator=config.advantage_estimator, value_head_learning_rate=config.value_head_learning_rate,
-                critic_warmup_steps=critic_warmup,
+                critic_warmup_steps=critic_warmup, temperature=config.rl_temperature, lam=config.lam,
                 ppo_epochs=PPO_EPOCHS, output=str(folder / "reft")))
     say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
     sft(SFTConfig(**sft_options(config, plan), model=warm, epochs=1000, max_steps=steps.sft,
@@ -253,7 +256,7 @@ def self_training_sampling(plan: Plan) -> dict:
 def test_evaluation(config: DemoConfig, plan: Plan) -> dict:
     """How the demo reads the held-out test split (EvalConfig's fields, less the model and the folder)."""
     return dict(task="arithmetic", task_options=config.task_options, split="test", limit=plan.test_questions,
-                max_new_tokens=plan.max_new_tokens, batch_size=32, seed=config.seed, progress=config.progress,
+                max_new_tokens=plan.max_new_tokens, batch_size=EVAL_BATCH, seed=config.seed, progress=config.progress,
                 report_to="jsonl")
 
 

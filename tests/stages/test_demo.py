@@ -112,6 +112,28 @@ def test_the_reft_branch_warms_up_its_value_head_first(quick_demo):
 
 
 @pytest.mark.slow
+def test_the_reft_branch_samples_with_the_demos_temperature_and_lambda(quick_demo):
+    """The ReFT branch runs with the demo's own choices (documented as departures from the paper),
+    both RL losses aggregated as the authors' code does; the warm-up is evaluated on dev once, at the
+    last epoch where the branches start, and every evaluation reads the dev split in batches of 128."""
+    import yaml
+
+    from reftune.config import DemoConfig
+    from reftune.training.tracking import read_metrics
+
+    run, _ = quick_demo
+    reft = yaml.safe_load((run / "reft" / "config.yaml").read_text())
+    defaults = DemoConfig()
+    assert (reft["temperature"], reft["lam"]) == (defaults.rl_temperature, defaults.lam) == (0.5, 1.0)
+    assert reft["loss_aggregation"] == reft["value_loss_aggregation"] == "seq_mean_token_mean"
+    assert [m["step"] for m in read_metrics(run / "warmup") if "dev_accuracy" in m] == \
+        [json.loads((run / "warmup" / "summary.json").read_text())["steps"]]
+    for branch in ("warmup", "sft", "reft"):
+        assert yaml.safe_load((run / branch / "config.yaml").read_text())["eval_batch_size"] == 128
+    assert (defaults.dev_questions, defaults.test_questions) == (500, 1000)
+
+
+@pytest.mark.slow
 def test_a_rerun_with_the_same_seed_gives_the_same_table_quietly(quick_demo, tmp_path, demo_cache, capfd):
     """Budgets in work, not seconds: the same seed repeats the demo bit for bit on this machine; the
     console holds one line per stage and the table, and no warning."""
