@@ -10,8 +10,9 @@ prints test top-1 in points:
 rounding, so each is, for the demo, another machine. Each branch stands for its pick on dev among
 its start (the warm-up's last epoch) and its own checkpoints; *_pick says which.
 
-Targets (demo issue): over >= 8 runs (>= 4 seeds x both kernel paths) every gap >= +3 points of
-test top-1 and the mean >= +8.
+Targets: over >= 8 runs (>= 4 seeds x both kernel paths) every gap >= +3 points of test top-1 and
+the mean >= +8. The JSON also records the machine: its CPU, cores and OMP_NUM_THREADS (runs started
+side by side, one thread each, are another machine again).
 
     python benchmarks/demo_gap.py [--seeds 0 1 2 3] [--kernels torch onednn] [--output runs/demo-gap]
         [--reuse] [--save benchmarks/results/demo-gap-DATE.json] [-- extra demo flags]
@@ -27,6 +28,7 @@ import dataclasses
 import datetime
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -80,6 +82,15 @@ def spread(runs: list[dict]) -> dict:
             "min": {k: round(min(r[k] for r in runs), 2) for k in keys}}
 
 
+def machine() -> dict:
+    """The CPU's name, its cores and the thread count the runs were given."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -99,7 +110,8 @@ def main() -> None:
             folder = Path(args.output) / (f"seed-{seed}" if kernels == "auto" else f"{kernels}-seed-{seed}")
             runs.append(run_one(seed, kernels, folder, args, extra))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    result = {"date": datetime.date.today().isoformat(), "demo_flags": extra, "runs": runs, **spread(runs)}
+    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "demo_flags": extra, "runs": runs,
+              **spread(runs)}
     text = json.dumps(result, indent=1)
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)

@@ -224,8 +224,8 @@ def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: 
                 critic_warmup_steps=critic_warmup, temperature=config.rl_temperature, lam=config.lam,
                 ppo_epochs=PPO_EPOCHS, output=str(folder / "reft")))
     say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
-    sft(SFTConfig(**sft_options(config, plan), model=warm, epochs=1000, max_steps=steps.sft,
-                  eval_every=steps.sft_eval_every, output=str(folder / "sft")))
+    sft(SFTConfig(**{**sft_options(config, plan), "learning_rate": config.continued_sft_learning_rate}, model=warm,
+                  epochs=1000, max_steps=steps.sft, eval_every=steps.sft_eval_every, output=str(folder / "sft")))
     start = warm_up_start(folder)
     picks = {"warm-up": start, "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
     if not config.all_methods:

@@ -62,6 +62,8 @@ def test_demo_learning_rates_follow_the_base_model():
     assert (scratch.sft_learning_rate, scratch.rl_learning_rate) == (1e-3, 1e-4)  # a tiny model from scratch
     assert (pretrained.sft_learning_rate, pretrained.rl_learning_rate) == (2e-5, 3e-6)  # the paper's, 125M
     assert DemoConfig(model="smollm2-135m", sft_learning_rate=1e-4).sft_learning_rate == 1e-4
+    assert (scratch.continued_sft_learning_rate, pretrained.continued_sft_learning_rate) == (3e-4, 2e-5)
+    assert DemoConfig(model="smollm2-135m", sft_learning_rate=1e-4).continued_sft_learning_rate == 1e-4
 
 
 FLOAT_OPTIONS = [(command, name) for command, cls in sorted(configs().items())
