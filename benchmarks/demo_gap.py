@@ -72,7 +72,8 @@ def run_one(seed: int, kernels: str, folder: Path, args, extra: list[str]) -> di
     if "gap_interval" in summary:
         row["gap_interval"] = [round(100 * bound, 2) for bound in summary["gap_interval"]]
         row["verdict"] = summary.get("certainty")
-    return {**row, "seconds": summary["seconds"], **picks}
+    threads = json.loads((folder / "run.json").read_text()).get("cpu_threads")
+    return {**row, "cpu_threads": threads, "seconds": summary["seconds"], **picks}
 
 
 def spread(runs: list[dict]) -> dict:

@@ -72,9 +72,10 @@ def output_folder(config, stage: str, resume: bool = False, main: bool = True, t
 
 
 def kernel_record() -> dict:
-    """Which kernels the CPU linear layers use here (the two paths agree only to fp32 rounding, so a
-    run repeats exactly only on the same one); nothing on a GPU machine."""
-    return {} if torch.cuda.is_available() else {"cpu_linear": chosen_path()}
+    """Which kernels the CPU linear layers use here and on how many threads (the two paths, and
+    reductions split over other thread counts, agree only to fp32 rounding, so a run repeats exactly
+    only on the same ones); nothing on a GPU machine."""
+    return {} if torch.cuda.is_available() else {"cpu_linear": chosen_path(), "cpu_threads": torch.get_num_threads()}
 
 
 def announce(stage: str, config, folder: Path, note: str = "") -> None:

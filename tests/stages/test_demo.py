@@ -5,6 +5,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 
 from reftune.cli import main
 
@@ -61,7 +62,9 @@ def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
     assert low <= summary["gap_top1"] <= high and summary["certainty"] in ("a clear gain", "a clear loss", "within noise")
     assert "95% interval" in summary["verdict"] and summary["certainty"] in summary["verdict"]
     assert summary["verdict"] in markdown and summary["verdict"] in page.replace("&#x27;", "'")
-    kernels = json.loads((run / "run.json").read_text())["cpu_linear"]
+    record = json.loads((run / "run.json").read_text())
+    kernels = record["cpu_linear"]
+    assert record["cpu_threads"] == torch.get_num_threads()
     assert kernels == summary["cpu_linear"] and f"CPU linear layers: {kernels}" in printed.splitlines()[1]
     plots = sorted(p.name for p in (run / "plots").glob("*.png"))
     assert {"dev_accuracy.png", "train_reward.png", "kl.png", "value_loss.png", "sft_loss.png"} <= set(plots)
