@@ -284,6 +284,10 @@ class DemoConfig(RunOptions):
     """ReFT questions per step."""
     vote_samples: int = 8
     """Samples per test question for majority voting."""
+    vote_questions: int = 250
+    """Test questions (the first N) that majority voting is scored on: each costs vote_samples greedy
+    passes, so voting on all test questions would take longer than the training; top-1 and the
+    verdict use every test question."""
     vote_temperature: float = 0.6
     """Their sampling temperature (chosen on dev among 0.3, 0.6 and 1.0: benchmarks/voting.py)."""
     max_new_tokens: int = 160
@@ -300,7 +304,7 @@ class DemoConfig(RunOptions):
     def __post_init__(self):
         check_fields(self)
         require_at_least_one(self, "self_training_samples", "train_questions", "dev_questions", "test_questions", "warmup_epochs",
-                             "vote_samples", "num_samples_per_question", "questions_per_step", "max_new_tokens")
+                             "vote_samples", "vote_questions", "num_samples_per_question", "questions_per_step", "max_new_tokens")
         require_at_least_one(self, "rl_steps")
         if not 0 <= self.critic_warmup_steps < self.rl_steps:
             raise ReftuneError(f"critic_warmup_steps must be >= 0 and below rl_steps ({self.rl_steps}), "

@@ -40,12 +40,15 @@ def evaluation_folder(folder: Path, name: str, kind: str) -> Path:
 
 
 def evaluate_models(models: dict[str, str], folder: Path, evaluation: dict, num_samples: int,
-                    verifier: str | None, temperature: float = 1.0) -> dict[str, dict]:
-    """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]."""
+                    verifier: str | None, temperature: float = 1.0, sampled_limit: int | None = None) -> dict[str, dict]:
+    """Per model: top1, vote (and rerank, upper_bound with a verifier) on evaluation["split"]; the
+    sampled figures on its first `sampled_limit` questions when given (sampling costs num_samples
+    greedy passes)."""
     results = {}
+    sampled_evaluation = {**evaluation, "limit": sampled_limit or evaluation.get("limit")}
     for name, model in models.items():
         greedy = evaluate(EvalConfig(**evaluation, model=model, output=str(evaluation_folder(folder, name, "greedy"))))
-        sampled = evaluate(EvalConfig(**evaluation, model=model, temperature=temperature, num_samples=num_samples,
+        sampled = evaluate(EvalConfig(**sampled_evaluation, model=model, temperature=temperature, num_samples=num_samples,
                                       mode="rerank" if verifier else "vote", verifier=verifier,
                                       output=str(evaluation_folder(folder, name, "sampled"))))
         upper_bound = sampled.upper_bound if sampled.upper_bound is not None else sampled.pass_at[num_samples]

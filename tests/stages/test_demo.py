@@ -133,7 +133,8 @@ def test_the_reft_branch_samples_with_the_demos_temperature_and_lambda(quick_dem
         [json.loads((run / "warmup" / "summary.json").read_text())["steps"]]
     for branch in ("warmup", "sft", "reft"):
         assert yaml.safe_load((run / branch / "config.yaml").read_text())["eval_batch_size"] == 128
-    assert (defaults.dev_questions, defaults.test_questions) == (500, 1000)
+    assert (defaults.dev_questions, defaults.test_questions, defaults.vote_questions) == (500, 1000, 250)
+    assert yaml.safe_load((run / "reft" / "config.yaml").read_text())["micro_batch_size"] == 64
 
 
 @pytest.mark.slow
@@ -187,11 +188,17 @@ def test_a_branch_keeps_its_start_unless_a_checkpoint_beats_it_on_dev(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_with_all_methods_prints_the_four_method_table_with_rerank(tmp_path, demo_cache):
-    printed = run_demo(demo_cache, tmp_path / "run", "--all-methods")
+    """Voting and reranking on the first 16 of the 32 test questions (--vote-questions), top-1 on all."""
+    import yaml
+
+    printed = run_demo(demo_cache, tmp_path / "run", "--all-methods", "--vote-questions", "16")
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert list(summary["results"]) == ["warm-up", "SFT", "ReFT", "Offline-ST", "Online-ST"]
-    assert "| model | test top-1 | test vote@4 | test rerank@4 | dev top-1 | right, wrong steps |" in printed
+    assert ("| model | test top-1 | test vote@4 (first 16) | test rerank@4 (first 16) | dev top-1 | right, wrong steps |"
+            in printed)
+    for evaluation, questions in (("sampled", 16), ("greedy", 32)):
+        assert yaml.safe_load((run / "eval" / f"warm-up-{evaluation}" / "config.yaml").read_text())["limit"] == questions
     for name, figures in summary["results"].items():
         line = (f"| {name} | {percent(figures['top1'])} | {percent(figures['vote'])} | {percent(figures['rerank'])} "
                 f"| {percent(figures['dev'])} |")
