@@ -284,7 +284,7 @@ class DemoConfig(RunOptions):
     """ReFT questions per step."""
     vote_samples: int = 8
     """Samples per test question for majority voting."""
-    vote_questions: int = 250
+    vote_questions: int = 200
     """Test questions (the first N) that majority voting is scored on: each costs vote_samples greedy
     passes, so voting on all test questions would take longer than the training; top-1 and the
     verdict use every test question."""

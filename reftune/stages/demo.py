@@ -44,8 +44,7 @@ from reftune.training.tracking import read_metrics
 
 BUILT_IN_BASE = "arithmetic-base"
 PPO_EPOCHS = RLConfig.ppo_epochs  # the RL branch keeps the paper's 2
-EVAL_BATCH = 128  # greedy decoding of the tiny model runs about twice as fast as in batches of 32
-RL_MICRO_BATCH = 64  # a whole step's samples in one forward pass: the tiny model's update is call overhead
+EVAL_BATCH = 256  # the tiny model decodes fastest in batches of about this size on 2 cores (512 is slower)
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ def on_policy_options(config: DemoConfig, plan: Plan, warm: str) -> dict:
     return dict(common_options(config, plan), model=warm, max_train_examples=plan.train_questions,
                 questions_per_step=min(config.questions_per_step, plan.train_questions),
                 num_samples_per_question=config.num_samples_per_question, max_new_tokens=plan.max_new_tokens,
-                micro_batch_size=RL_MICRO_BATCH, eval_every=10)
+                micro_batch_size=16, eval_every=10)
 
 
 @dataclass(frozen=True)
