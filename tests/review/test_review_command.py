@@ -26,10 +26,13 @@ def test_only_loopback_addresses_pass_without_a_warning():
 
 
 def start(path) -> tuple[subprocess.Popen, str]:
+    """The review server's process (its lines up to the link kept as `process.printed`) and its link."""
     process = subprocess.Popen([sys.executable, "-m", "reftune.cli", "review", str(path), "--no-browser"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process.printed = []
     deadline = time.monotonic() + 60
     for line in process.stdout:
+        process.printed.append(line)
         found = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
         if found:
             return process, found.group(1)
@@ -75,7 +78,7 @@ def test_a_big_file_is_served_while_its_rest_is_read_in_the_background(tmp_path)
             assert time.monotonic() < deadline, "the rest of the file was never read"
             time.sleep(0.5)
     finally:
-        out = stop(process)
+        out = "".join(process.printed) + stop(process)  # the background reading may start before the link
     assert "reading the rest in the background" in out and "review: 3000 records (the rest in" in out
     assert "3000 of 3000 records" in page
 
