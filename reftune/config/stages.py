@@ -277,9 +277,9 @@ class DemoConfig(RunOptions):
     samples at 1.0 slip in their arithmetic often enough to erode its greedy answers; chosen on dev
     among 1.0, 0.7 and 0.5 (docs/demo.md)."""
     lam: float = 1.0
-    """ReFT's GAE lambda (the paper's 0.95): the arithmetic task's tokens are characters, so a response is
-    50-80 tokens, and with 0.95 its first tokens would get 2-8% of the answer's credit while the value
-    head still explains little; chosen on dev among 0.95 and 1.0 (docs/demo.md)."""
+    """ReFT's GAE lambda (the paper's 0.95): the built-in base's tokens are short pieces of text, so a
+    response is 50-80 tokens, and with 0.95 its first tokens would get 2-8% of the answer's credit while
+    the value head still explains little; chosen on dev among 0.95 and 1.0 (docs/demo.md)."""
     questions_per_step: int = 16
     """ReFT questions per step."""
     vote_samples: int = 8
