@@ -3,6 +3,7 @@ source hands every CoT to a Recorder, which verifies it and writes the verdict t
 from __future__ import annotations
 
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -144,27 +145,35 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
     state, journal = recorder.state, recorder.journal
     jobs = [(question, index) for question in questions if not recorder.finished(question, num_samples)
             for index in range(num_samples) if not state.sample_done(question.example.id, index)]
+    # whether the endpoint has answered a request with these options (in an earlier run, or in this
+    # one): then a refusal is the question's own, not the options'
+    answered = any(prompts.key(task, question, index) in state.responses
+                   for question in questions for index in range(num_samples))
+
+    # set by the worker that met a failure which stops the run, so that the other workers send nothing
+    # more while the main thread raises it (a worker is free again before the main thread reads it)
+    halting = threading.Event()
+    answered_now = threading.Event()
 
     def fetch(question: Question, index: int) -> Completion | RequestFailed | None:
-        if recorder.finished(question, num_samples):
-            return None  # K CoTs kept meanwhile: this request is not needed
+        if halting.is_set() or recorder.finished(question, num_samples):
+            return None  # the run is stopping, or K CoTs were kept meanwhile: this request is not needed
         key = prompts.key(task, question, index)
         if key in state.responses:
             return state.responses[key]  # the cache: a response an earlier run paid for
         try:
             completion = client.complete(prompts.prompt(task, question), prompts.sampling)
         except RequestFailed as failure:
+            if failure.setup or (failure.refused and not (answered or answered_now.is_set())):
+                halting.set()
             return failure
+        answered_now.set()
         journal.append({"event": "response", "item_id": question.example.id, "sample_index": index,
                         "cache_key": key, "text": completion.text, "tokens_in": completion.tokens_in,
                         "tokens_out": completion.tokens_out}, state)
         return completion
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="annotate")
-    # whether the endpoint has answered a request with these options (in an earlier run, or in this
-    # one): then a refusal is the question's own, not the options'
-    answered = any(prompts.key(task, question, index) in state.responses
-                   for question in questions for index in range(num_samples))
     try:
         pending = {pool.submit(fetch, question, index): (question, index) for question, index in jobs}
         for future in as_completed(pending):
