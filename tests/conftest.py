@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist each worker gets its share of the cores (before anything imports torch, whose
+# thread pool reads this once): two workers of two threads each on two cores wait on each other's
+# threads and run several times slower than one.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 SHARED_DATA = Path(os.environ.get("REFTUNE_SHARED_DATA",
                                   Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -63,3 +70,10 @@ def tiny_verifier(tmp_path_factory, warm_tiny) -> str:
                             dev_split="train", eval_limit=8, batch_size=8, micro_batch_size=8, epochs=2,
                             learning_rate=1e-3, report_to="jsonl", progress=False, output=str(output)))
     return str(output)
+
+
+def pytest_collection_modifyitems(items):
+    """Files with slow tests first (otherwise in collection order): pytest-xdist hands out whole files
+    in this order, so the long ones start early and the short ones fill in around them at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

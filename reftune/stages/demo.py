@@ -6,7 +6,8 @@ reinforcement help?".
 3. two branches from the warm-up's last checkpoint, each given the same compute: ReFT (the RL stage,
    `rl_steps` steps, of which the first `critic_warmup_steps` train its fresh value head alone) and
    continued SFT (the paper's SFT baseline, the steps that cost the same), each picking on dev among
-   its start and its own checkpoints;
+   its start and its own checkpoints; the two run side by side, ReFT in a second process, each on half
+   the threads (a small model's step gains little from a second thread, so together they end sooner);
 4. greedy top-1 and majority vote of the warm-up and of both branches on held-out test questions;
 5. a report folder: table, plots, example completions, one self-contained HTML page.
 
@@ -40,6 +41,7 @@ from reftune.stages.sft import sft
 from reftune.stages.verifier import verifier
 from reftune.training.checkpoint import TrainerState, latest_checkpoint
 from reftune.training.folders import announce, output_folder, release_lock, write_atomically
+from reftune.training.side_by_side import beside
 from reftune.training.tracking import read_metrics
 
 BUILT_IN_BASE = "arithmetic-base"
@@ -221,15 +223,26 @@ def run_branches(config: DemoConfig, plan: Plan, folder: Path, base: str, warm: 
     steps = budgets(config, plan)
     on_policy = on_policy_options(config, plan, warm)
     critic_warmup = plan.critic_warmup_steps if config.advantage_estimator in VALUE_HEAD_ESTIMATORS else 0
+    reft_log = folder / "reft.log"
     say(f"[3/5] ReFT branch: {steps.rl} RL steps from the warm-up checkpoint"
-        + (f", the first {critic_warmup} for the value head alone" if critic_warmup else ""))
-    rl(RLConfig(**on_policy, max_steps=steps.rl, learning_rate=config.rl_learning_rate,
-                advantage_estimator=config.advantage_estimator, value_head_learning_rate=config.value_head_learning_rate,
-                critic_warmup_steps=critic_warmup, temperature=config.rl_temperature, lam=config.lam,
-                ppo_epochs=PPO_EPOCHS, output=str(folder / "reft")))
+        + (f", the first {critic_warmup} for the value head alone" if critic_warmup else "")
+        + f"; it runs in a second process beside the SFT branch (its console: {reft_log})")
+    reft = RLConfig(**{**on_policy, "progress": False}, max_steps=steps.rl, learning_rate=config.rl_learning_rate,
+                    advantage_estimator=config.advantage_estimator,
+                    value_head_learning_rate=config.value_head_learning_rate, critic_warmup_steps=critic_warmup,
+                    temperature=config.rl_temperature, lam=config.lam, ppo_epochs=PPO_EPOCHS, output=str(folder / "reft"))
     say(f"[4/5] SFT branch: {steps.sft} steps of continued SFT from the same checkpoint (the same compute)")
-    sft(SFTConfig(**{**sft_options(config, plan), "learning_rate": config.continued_sft_learning_rate}, model=warm,
-                  epochs=1000, max_steps=steps.sft, eval_every=steps.sft_eval_every, output=str(folder / "sft")))
+    # The branches are independent: side by side, each on half the threads, they end sooner than one
+    # after the other (training/side_by_side.py says why). Each is seeded and reads nothing the other
+    # writes, so running them together changes none of their figures.
+    with beside(rl, reft, reft_log):
+        sft(SFTConfig(**{**sft_options(config, plan), "learning_rate": config.continued_sft_learning_rate},
+                      model=warm, epochs=1000, max_steps=steps.sft, eval_every=steps.sft_eval_every,
+                      output=str(folder / "sft")))
+    reft_summary = json.loads((folder / "reft" / "summary.json").read_text())
+    best = reft_summary["best_dev_accuracy"]
+    say("ReFT branch: " + (f"best dev accuracy {best:.1%} at step {reft_summary['best_step']}" if best is not None
+                           else "it ended before its first dev evaluation"))
     start = warm_up_start(folder)
     picks = {"warm-up": start, "SFT": pick(folder / "sft", start), "ReFT": pick(folder / "reft", start)}
     if not config.all_methods:

@@ -18,6 +18,10 @@ def program(body: str) -> str:
 
 
 def sandbox_processes() -> list[int]:
+    """The live sandbox processes this test process started: their uids are its own (the pool gives
+    each caller process its own range of 64), so other processes' sandboxes (another test worker's)
+    are not counted."""
+    own = SANDBOX_UID_BASE + (os.getpid() % 4096) * 64
     pids = []
     for entry in os.listdir("/proc"):
         try:
@@ -25,7 +29,7 @@ def sandbox_processes() -> list[int]:
                 uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
         except (OSError, StopIteration, ValueError):
             continue
-        if uid >= SANDBOX_UID_BASE:
+        if own <= uid < own + 64:
             pids.append(int(entry))
     return pids
 

@@ -1,6 +1,7 @@
 """SFT and RL under `accelerate launch` with configs/accelerate/fsdp.yaml (FSDP2) on 2 CPU processes over
 gloo: the weights are really sharded, the run equals the same run under ddp.yaml, and a resumed run
-equals an uninterrupted one. Each stage's three launches run once per module (fixtures)."""
+equals an uninterrupted one. Each launch runs both stages (SFT, then RL from the warm tiny model), and
+the three launches run once per module (fixtures)."""
 import json
 import math
 import shutil
@@ -15,7 +16,8 @@ from safetensors.torch import load_file
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
-# Runs a stage; at each checkpoint every process also writes the shapes of its own part of each weight.
+# Runs SFT into argv[1] and RL from the model argv[3] into argv[2]; at each checkpoint every process
+# also writes the shapes of its own part of each weight.
 LAUNCHED = textwrap.dedent("""
     import json
     import sys
@@ -23,64 +25,77 @@ LAUNCHED = textwrap.dedent("""
 
     from reftune.training import checkpoint
     from reftune.config import RLConfig, SFTConfig
-    from reftune.stages import {stage} as stage
+    from reftune.stages.rl import rl
+    from reftune.stages.sft import sft
 
     keep_best = checkpoint.checkpoint_keeping_best
 
     def record_shards(accelerator, output, state, score, export, keep, metric):
         model = accelerator._models[0]
         local = lambda p: p.to_local() if hasattr(p, "to_local") else p
-        shapes = {{name: [list(local(p).shape), list(p.shape)] for name, p in model.named_parameters()}}
-        path = Path(output) / f"shards-rank{{accelerator.process_index}}-step{{state.step}}.json"
+        shapes = {name: [list(local(p).shape), list(p.shape)] for name, p in model.named_parameters()}
+        path = Path(output) / f"shards-rank{accelerator.process_index}-step{state.step}.json"
         path.write_text(json.dumps(shapes))
         return keep_best(accelerator, output, state, score, export, keep, metric)
 
     checkpoint.checkpoint_keeping_best = record_shards
     resume = sys.argv[-1] == "--resume"
+    sft(SFTConfig(task="arithmetic", model="tiny", max_train_examples=8, eval_limit=4, eval_max_new_tokens=8,
+                  batch_size=4, micro_batch_size=1, learning_rate=1e-3, max_steps=4, eval_every=2, keep_checkpoints=5,
+                  report_to="jsonl", progress=False, output=sys.argv[1], resume=resume))
+    rl(RLConfig(task="arithmetic", model=sys.argv[3], max_train_examples=8, eval_limit=2, eval_max_new_tokens=8,
+                questions_per_step=4, num_samples_per_question=2, micro_batch_size=4, max_new_tokens=100,
+                learning_rate=1e-4, max_steps=2, eval_every=1, keep_checkpoints=5, report_to="jsonl", progress=False,
+                output=sys.argv[2], resume=resume))
 """)
-SFT_RUN = """stage.sft(SFTConfig(task="arithmetic", model="tiny", max_train_examples=8, eval_limit=4,
-    eval_max_new_tokens=8, batch_size=4, micro_batch_size=1, learning_rate=1e-3, max_steps=4, eval_every=2,
-    keep_checkpoints=5, report_to="jsonl", progress=False, output=sys.argv[1], resume=resume))"""
-RL_RUN = """stage.rl(RLConfig(task="arithmetic", model=sys.argv[2], max_train_examples=8, eval_limit=2,
-    eval_max_new_tokens=8, questions_per_step=4, num_samples_per_question=2, micro_batch_size=4,
-    max_new_tokens=100, learning_rate=1e-4, max_steps=2, eval_every=1, keep_checkpoints=5, report_to="jsonl",
-    progress=False, output=sys.argv[1], resume=resume))"""
+LAST_STEP = {"sft": 4, "rl": 2}
 TOLERANCE = 1e-5
 """FSDP reduce-scatters where DDP all-reduces and takes the gradient norm over shards: the same sums
 in another order, so the weights agree to float32 rounding (measured: max difference ~1e-7), not bit for bit."""
 
 
-def launch(tmp_path: Path, preset: str, stage: str, run: str, *args: str) -> None:
-    script = tmp_path / f"launched_{stage}.py"
-    script.write_text(LAUNCHED.format(stage=stage) + run)
+def launch(tmp_path: Path, preset: str, folders: dict[str, Path], warm_model: str, *args: str) -> None:
+    script = tmp_path / "launched.py"
+    script.write_text(LAUNCHED)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(PRESETS / preset),
-               "--num_processes", "2", "--main_process_port", "0", str(script), *args]
+               "--num_processes", "2", "--main_process_port", "0", str(script), str(folders["sft"]),
+               str(folders["rl"]), warm_model, *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
 
 
-def straight_ddp_and_resumed(tmp_path: Path, stage: str, run: str, last: int, *args: str) -> dict[str, Path]:
-    """The run under fsdp.yaml and under ddp.yaml; then a copy of the FSDP run cut back to before its
-    last checkpoint (as if killed there) and resumed under fsdp.yaml."""
-    folders = {name: tmp_path / name for name in ("fsdp", "ddp", "resumed")}
-    launch(tmp_path, "fsdp.yaml", stage, run, str(folders["fsdp"]), *args)
-    launch(tmp_path, "ddp.yaml", stage, run, str(folders["ddp"]), *args)
-    shutil.copytree(folders["fsdp"], folders["resumed"])
-    shutil.rmtree(folders["resumed"] / "checkpoints" / f"step-{last:06d}")
-    saved = folders["resumed"] / "config.yaml"  # the copy's config names its own folder, as a resume requires
-    saved.write_text(saved.read_text().replace(str(folders["fsdp"]), str(folders["resumed"])))
-    launch(tmp_path, "fsdp.yaml", stage, run, str(folders["resumed"]), *args, "--resume")
-    return folders
+def cut_back_and_resume(tmp_path: Path, straight: dict[str, Path], warm_model: str) -> dict[str, Path]:
+    """Copies of both straight FSDP runs cut back to before their last checkpoint (as if killed
+    there), resumed under fsdp.yaml."""
+    resumed = {stage: tmp_path / "resumed" / stage for stage in straight}
+    for stage, folder in resumed.items():
+        shutil.copytree(straight[stage], folder)
+        shutil.rmtree(folder / "checkpoints" / f"step-{LAST_STEP[stage]:06d}")
+        saved = folder / "config.yaml"  # the copy's config names its own folder, as a resume requires
+        saved.write_text(saved.read_text().replace(str(straight[stage]), str(folder)))
+    launch(tmp_path, "fsdp.yaml", resumed, warm_model, "--resume")
+    return resumed
 
 
 @pytest.fixture(scope="module")
-def sft_runs(tmp_path_factory):
-    return straight_ddp_and_resumed(tmp_path_factory.mktemp("fsdp-sft"), "sft", SFT_RUN, 4)
+def runs(tmp_path_factory, warm_tiny) -> dict[str, dict[str, Path]]:
+    """runs[stage][name]: each stage's run under fsdp.yaml, under ddp.yaml, and resumed under fsdp.yaml."""
+    tmp_path = tmp_path_factory.mktemp("fsdp")
+    folders = {name: {stage: tmp_path / name / stage for stage in LAST_STEP} for name in ("fsdp", "ddp")}
+    launch(tmp_path, "fsdp.yaml", folders["fsdp"], warm_tiny)
+    launch(tmp_path, "ddp.yaml", folders["ddp"], warm_tiny)
+    folders["resumed"] = cut_back_and_resume(tmp_path, folders["fsdp"], warm_tiny)
+    return {stage: {name: folders[name][stage] for name in folders} for stage in LAST_STEP}
 
 
 @pytest.fixture(scope="module")
-def rl_runs(tmp_path_factory, warm_tiny):
-    return straight_ddp_and_resumed(tmp_path_factory.mktemp("fsdp-rl"), "rl", RL_RUN, 2, warm_tiny)
+def sft_runs(runs):
+    return runs["sft"]
+
+
+@pytest.fixture(scope="module")
+def rl_runs(runs):
+    return runs["rl"]
 
 
 def exported(folder: Path, step: int) -> dict[str, torch.Tensor]:
