@@ -73,7 +73,12 @@ def tiny_verifier(tmp_path_factory, warm_tiny) -> str:
 
 
 def pytest_collection_modifyitems(items):
-    """Files with slow tests first (otherwise in collection order): pytest-xdist hands out whole files
-    in this order, so the long ones start early and the short ones fill in around them at the end."""
+    """The costliest files first (their `costly` mark), then files with slow tests, then the rest, each
+    group in collection order: pytest-xdist hands out whole files in this order, so the long ones start
+    early and the short ones fill in around them at the end."""
+    def cost(item) -> tuple:
+        mark = item.get_closest_marker("costly")
+        return (-(mark.args[0] if mark else 0), item.path not in slow_files)
+
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    items.sort(key=cost)

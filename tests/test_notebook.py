@@ -9,6 +9,8 @@ import pytest
 
 import reftune
 
+pytestmark = pytest.mark.costly(60)  # about this many seconds in all: costly files start first
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "reft_from_the_pieces.ipynb"
 CELL_TIMEOUT_S = 300  # generous: the whole notebook is sized to run in a few minutes on 2 CPU cores
 

@@ -16,6 +16,8 @@ from reftune.config import RLConfig, SFTConfig
 from reftune.config.options import read_yaml_options
 from reftune.errors import ReftuneError
 
+pytestmark = pytest.mark.costly(40)  # about this many seconds in all: costly files start first
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "real_model.py"
 

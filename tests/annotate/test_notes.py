@@ -10,6 +10,8 @@ from reftune.execution import run_programs
 from reftune.tasks import get_task
 from reftune.tasks.answers import numbers_equal
 
+pytestmark = pytest.mark.costly(35)  # about this many seconds in all: costly files start first
+
 NATALIA = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
            "How many clips did Natalia sell altogether in April and May?")
 NATALIA_RATIONALE = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"

@@ -11,6 +11,8 @@ from reftune.generation.rollout import SamplingParams, sample
 from reftune.model.loading import SMOLLM2, load_policy, smollm2_folder
 from reftune.stages.sft import sft
 
+pytestmark = pytest.mark.costly(30)  # about this many seconds in all: costly files start first
+
 
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory):

@@ -216,6 +216,7 @@ def test_a_script_payload_shows_as_text_and_does_not_run(browser, runs):
         page.keyboard.press("/")  # / jumps to the search box; the list follows the typing
         page.keyboard.type("svamp_payload")
         page.wait_for_url(re.compile(r"search=svamp_payload"))
+        page.wait_for_load_state("networkidle")  # no list swap left in flight to detach the link clicked below
         assert page.locator("table.records tr.row").count() == 1
         page.locator("table.records a.open").first.click()
         page.locator("article#sample-0").wait_for()

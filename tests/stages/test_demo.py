@@ -9,6 +9,8 @@ import torch
 
 from reftune.cli import main
 
+pytestmark = pytest.mark.costly(120)  # about this many seconds in all: costly files start first
+
 
 @pytest.fixture(scope="module")
 def demo_cache(tmp_path_factory):
@@ -87,6 +89,12 @@ def test_quick_demo_prints_the_table_and_writes_the_report(quick_demo):
     for branch in ("warmup", "sft", "reft"):
         assert (run / branch / "metrics.jsonl").exists()
     assert 'class="example' in page
+    # the ReFT branch ran beside continued SFT, in a second process whose console is reft.log
+    reft = json.loads((run / "reft" / "summary.json").read_text())
+    assert "reftune rl: " in (run / "reft.log").read_text() and f"ReFT branch: best dev accuracy " \
+        f"{percent(reft['best_dev_accuracy'])} at step {reft['best_step']}" in printed
+    branches = [json.loads((run / branch / "run.json").read_text())["cpu_threads"] for branch in ("reft", "sft")]
+    assert branches == [max(1, record["cpu_threads"] // 2)] * 2
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ import textwrap
 import pytest
 import torch
 
+pytestmark = pytest.mark.costly(40)  # about this many seconds in all: costly files start first
+
 # Runs a stage and, at each checkpoint, also saves every process's own copy of the weights.
 SPY = textwrap.dedent("""
     import sys

@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.costly(50)  # about this many seconds in all: costly files start first
+
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
 # Runs SFT into argv[1] and RL from the model argv[3] into argv[2]; at each checkpoint every process

@@ -9,6 +9,8 @@ from reftune.config import RLConfig
 from reftune.errors import ReftuneError
 from reftune.stages.rl import rl
 
+pytestmark = pytest.mark.costly(70)  # about this many seconds in all: costly files start first
+
 TINY_RL = dict(task="arithmetic", max_train_examples=8, dev_split="dev", eval_limit=2,
                eval_max_new_tokens=8, questions_per_step=4, num_samples_per_question=2, micro_batch_size=4,
                max_new_tokens=120, learning_rate=1e-4, report_to="jsonl", progress=False)

@@ -5,6 +5,8 @@ import pytest
 from reftune.config import RLConfig
 from reftune.stages.rl import rl
 
+pytestmark = pytest.mark.costly(90)  # about this many seconds in all: costly files start first
+
 
 def sample_accuracy(model: str, output) -> float:
     from reftune.config import EvalConfig

@@ -8,6 +8,8 @@ from reftune.scoring.selection import rerank
 from reftune.stages.evaluate import evaluate
 from reftune.stages.verifier import verifier
 
+pytestmark = pytest.mark.costly(25)  # about this many seconds in all: costly files start first
+
 
 def test_verifier_trains_a_head_on_the_backbone_and_writes_a_reloadable_checkpoint(tiny_verifier):
     from pathlib import Path
