@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from multiprocessing import get_context
@@ -42,6 +43,8 @@ def _second_process(stage: Callable, config, threads: int, log: str, results) ->
         stage(config)
         results.send(None)
     except BaseException as error:  # noqa: BLE001 (a Ctrl-C too: the parent says what happened)
+        if not isinstance(error, (ReftuneError, KeyboardInterrupt)):
+            traceback.print_exc()  # a bug, not a user's mistake: its whole story goes to the log
         try:
             results.send(error)
         except Exception:  # noqa: BLE001 (not picklable)

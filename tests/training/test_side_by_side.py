@@ -24,6 +24,8 @@ def stage(job: Job) -> None:
     print(f"threads {torch.get_num_threads()}", flush=True)
     if job.action == "fail":
         raise ReftuneError("the second stage's own message")
+    if job.action == "bug":
+        raise RuntimeError("a bug in the second stage")
     if job.action == "die":
         os._exit(3)
     if job.action == "sleep":
@@ -49,6 +51,14 @@ def test_the_stages_error_is_raised_after_the_body(tmp_path):
         with beside(stage, Job(str(tmp_path), "fail"), tmp_path / "second.log"):
             ran.append("body")
     assert ran == ["body"]
+
+
+def test_a_bug_in_the_stage_is_raised_here_with_its_traceback_in_the_log(tmp_path):
+    log = tmp_path / "second.log"
+    with pytest.raises(RuntimeError, match="a bug in the second stage"):
+        with beside(stage, Job(str(tmp_path), "bug"), log):
+            pass
+    assert "Traceback" in log.read_text() and 'raise RuntimeError("a bug in the second stage")' in log.read_text()
 
 
 def test_a_stage_that_dies_without_a_word_is_one_line_naming_its_log(tmp_path):
