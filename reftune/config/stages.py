@@ -233,6 +233,9 @@ class DemoConfig(RunOptions):
     or any model name that --model takes elsewhere (a folder, a hub id, smollm2-135m)."""
     quick: bool = False
     """A smoke run in about 2 minutes (smaller model and data): it shows the pipeline, it proves nothing."""
+    build_base: bool = False
+    """Build the arithmetic-base model on this machine (the longest part of a first run) instead of
+    copying the one packaged with reftune, which the same recipe built; a base built here stays cached."""
     task_options: str = "max_number=5,min_steps=2,max_steps=3"
     """The arithmetic generator's knobs (see `reftune sft --help`), for the base corpus and every stage."""
     train_questions: int = 800

@@ -1,7 +1,8 @@
 """`reftune demo`: the whole method on the built-in arithmetic task, ending with an answer to "did
 reinforcement help?".
 
-1. a base model that knows arithmetic language (pretrained once by reftune, then cached);
+1. a base model that knows arithmetic language (pretrained by reftune: packaged with it for the default
+   settings, else built once; then cached);
 2. warm-up SFT on one gold CoT per training question, for a fixed number of epochs;
 3. two branches from the warm-up's last checkpoint, each given the same compute: ReFT (the RL stage,
    `rl_steps` steps, of which the first `critic_warmup_steps` train its fresh value head alone) and
@@ -142,7 +143,8 @@ def demo(config: DemoConfig) -> dict:
 
     # 1. the base model
     say(f"[1/5] base model: {config.model}")
-    base = str(pretrain_base(plan.base_spec, config.progress)) if config.model == BUILT_IN_BASE else config.model
+    base = str(pretrain_base(plan.base_spec, config.progress, build=config.build_base)) \
+        if config.model == BUILT_IN_BASE else config.model
 
     # 2. warm-up SFT on one gold CoT per question
     say(f"[2/5] warm-up SFT: {plan.train_questions} questions x {plan.warmup_epochs} epochs; both branches "

@@ -107,11 +107,46 @@ def pack(texts: list[str], tokenizer, block_size: int) -> torch.Tensor:
     return torch.tensor(ids[:usable]).view(-1, block_size)
 
 
-def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Path:
-    """The cached base model folder, built first when missing (a few minutes on 2 CPU cores)."""
+PACKAGED_BASE = Path(__file__).resolve().parent / "packaged_base"
+"""The default demo's base model, shipped with reftune (4 MB): what pretrain_base builds for the demo's
+default spec, so that the first demo need not spend about 10 minutes building it. Its
+reftune_base.json holds the spec it was built for and where."""
+
+
+def packaged_base(spec: BaseSpec) -> Path | None:
+    """The packaged base when it was built for exactly this spec, else None."""
+    record = PACKAGED_BASE / "reftune_base.json"
+    if not record.exists():
+        return None
+    built_for = json.loads(record.read_text())
+    return PACKAGED_BASE if {field: built_for.get(field) for field in asdict(spec)} == asdict(spec) else None
+
+
+def is_packaged_copy(folder: Path) -> bool:
+    record = folder / "reftune_base.json"
+    return record.exists() and "packaged" in json.loads(record.read_text())
+
+
+def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True, build: bool = False) -> Path:
+    """The cached base model folder. When missing, the packaged base is copied there if it was built
+    for this spec, else it is built (about 10 minutes on 2 CPU cores for the demo's). build=True
+    builds it here even so, replacing a packaged copy in the cache; a base built here is kept."""
     folder = spec.folder()
-    if (folder / "config.json").exists():
+    if (folder / "config.json").exists() and not (build and is_packaged_copy(folder)):
         return folder
+    packaged = None if build else packaged_base(spec)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".base-", dir=folder.parent))
+    if packaged is not None:
+        shutil.copytree(packaged, scratch, dirs_exist_ok=True)
+    else:
+        build_base(spec, show_progress, scratch)
+    install(scratch, folder)
+    return folder
+
+
+def build_base(spec: BaseSpec, show_progress: bool, output: Path) -> None:
+    """Pretrain the base model on the spec's corpus and save it, with its record, into `output`."""
     started = time.perf_counter()
     quiet_libraries()  # the base is built before any stage has quietened transformers' save bar
     texts = corpus(spec)
@@ -136,14 +171,20 @@ def pretrain_base(spec: BaseSpec = BaseSpec(), show_progress: bool = True) -> Pa
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".base-", dir=folder.parent))
-    save_pretrained(model, tokenizer, scratch)
-    (scratch / "reftune_base.json").write_text(json.dumps(
+    save_pretrained(model, tokenizer, output)
+    (output / "reftune_base.json").write_text(json.dumps(
         {**asdict(spec), "final_loss": loss.item(), "seconds": round(time.perf_counter() - started, 1),
          "corpus_texts": len(texts), "blocks": len(blocks)}, indent=1))
+
+
+def install(scratch: Path, folder: Path) -> None:
+    """Move a finished base from `scratch` to `folder` in one rename (a reader never sees half of it),
+    setting aside a packaged copy it replaces; when another process put a base there first, theirs is kept."""
+    if (folder / "config.json").exists() and is_packaged_copy(folder):
+        aside = folder.with_name(f".replaced-{folder.name}-{os.getpid()}")
+        os.rename(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
     try:
         os.rename(scratch, folder)
-    except OSError:  # another process built it first
+    except OSError:  # another process built or copied it first
         shutil.rmtree(scratch, ignore_errors=True)
-    return folder
