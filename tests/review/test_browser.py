@@ -123,8 +123,10 @@ def card(page, number: int):
 
 
 def press_on(page, number: int, key: str) -> None:
-    """Press `key` once sample `number` is the selected one (its swapped card settled)."""
+    """Press `key` once sample `number` is the selected one and no request is in flight (a late
+    response, say a live check's, could otherwise swap the card back over what the key did)."""
     page.locator(f"article#sample-{number}.selected").wait_for()
+    page.wait_for_load_state("networkidle")
     page.keyboard.press(key)
 
 
