@@ -145,15 +145,15 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
     state, journal = recorder.state, recorder.journal
     jobs = [(question, index) for question in questions if not recorder.finished(question, num_samples)
             for index in range(num_samples) if not state.sample_done(question.example.id, index)]
-    # whether the endpoint has answered a request with these options (in an earlier run, or in this
+    # set once the endpoint has answered a request with these options (in an earlier run, or in this
     # one): then a refusal is the question's own, not the options'
-    answered = any(prompts.key(task, question, index) in state.responses
-                   for question in questions for index in range(num_samples))
-
+    answered = threading.Event()
+    if any(prompts.key(task, question, index) in state.responses for question in questions
+           for index in range(num_samples)):
+        answered.set()
     # set by the worker that met a failure which stops the run, so that the other workers send nothing
     # more while the main thread raises it (a worker is free again before the main thread reads it)
     halting = threading.Event()
-    answered_now = threading.Event()
 
     def fetch(question: Question, index: int) -> Completion | RequestFailed | None:
         if halting.is_set() or recorder.finished(question, num_samples):
@@ -164,10 +164,10 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
         try:
             completion = client.complete(prompts.prompt(task, question), prompts.sampling)
         except RequestFailed as failure:
-            if failure.setup or (failure.refused and not (answered or answered_now.is_set())):
+            if failure.setup or (failure.refused and not answered.is_set()):
                 halting.set()
             return failure
-        answered_now.set()
+        answered.set()
         journal.append({"event": "response", "item_id": question.example.id, "sample_index": index,
                         "cache_key": key, "text": completion.text, "tokens_in": completion.tokens_in,
                         "tokens_out": completion.tokens_out}, state)
@@ -179,8 +179,7 @@ def annotate_from_endpoint(task, questions: list[Question], recorder: Recorder, 
         for future in as_completed(pending):
             question, index = pending[future]
             outcome = future.result()
-            _file_outcome(task, recorder, question, index, outcome, client.endpoint, answered)
-            answered = answered or isinstance(outcome, Completion)
+            _file_outcome(task, recorder, question, index, outcome, client.endpoint, answered.is_set())
     finally:
         client.stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)

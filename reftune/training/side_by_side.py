@@ -79,11 +79,12 @@ def beside(stage: Callable, config, log: Path):
     finally:
         torch.set_num_threads(threads)
     try:
-        outcome = receive.recv()
+        outcome = receive.recv()  # before join: a large error waits in the pipe until it is read
     except EOFError:  # killed (out of memory, a signal) before it could say why
-        process.join()
-        outcome = f"it ended with exit code {process.exitcode} before finishing"
+        outcome = EOFError
     process.join()
+    if outcome is EOFError:
+        outcome = f"it ended with exit code {process.exitcode} before finishing"
     if isinstance(outcome, BaseException):
         raise outcome
     if outcome is not None:
